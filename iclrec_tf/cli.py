@@ -1,0 +1,51 @@
+"""Shared command-line plumbing: one-line errors, config flags from `TrainConfig`."""
+
+import argparse
+import dataclasses
+import sys
+
+from iclrec_tf.config import ConfigError, TrainConfig
+from iclrec_tf.data import DataError
+from iclrec_tf.reference import ReferenceWeightsError
+from iclrec_tf.rundir import RunDirectoryError
+
+USER_ERRORS = (ConfigError, DataError, ReferenceWeightsError, RunDirectoryError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_config_flags(parser, exclude=()):
+    """Adds `--<field>` for every `TrainConfig` field; unset flags stay None."""
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = type(field.default)
+            parser.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(),
+                                help=f"default {field.default} (or the dataset preset)")
+
+
+def config_overrides(args, exclude=()):
+    """The `TrainConfig` fields that were given on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.name not in exclude and getattr(args, f.name, None) is not None}
+
+
+def run(main, prog):
+    """Runs `main()`, turning a user's mistake into one line on stderr and exit 2."""
+    try:
+        return main()
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,124 @@
+"""One training configuration and the released per-dataset presets."""
+
+import dataclasses
+import json
+import math
+
+CONTRAST_TYPES = ("hybrid", "intent", "instance", "none")
+AUGMENTATIONS = ("random", "crop", "mask", "reorder")
+PROTOCOLS = ("reference", "exclude")
+
+# Encoder depth of the reference's released scripts; everything else is shared.
+PRESETS = {
+    "toys": {"num_blocks": 3},
+    "beauty": {"num_blocks": 1},
+    "sports": {"num_blocks": 2},
+    "yelp": {"num_blocks": 2},
+}
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names the flag."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every hyper-parameter of an ICLRec run, with the reference's defaults.
+
+    Field names double as command-line flags (`num_blocks` is `--num-blocks`).
+    """
+
+    dataset: str = "toys"
+    seed: int = 1
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 1e-3
+    max_seq_length: int = 50
+    hidden_size: int = 64
+    num_blocks: int = 2
+    num_heads: int = 2
+    hidden_dropout: float = 0.5
+    attention_dropout: float = 0.5
+    initializer_range: float = 0.02
+    contrast_type: str = "hybrid"
+    fnm: bool = False
+    num_intent_clusters: int = 256
+    seqcl_weight: float = 0.1
+    icl_weight: float = 0.1
+    temperature: float = 1.0
+    warm_up_epochs: int = 0
+    patience: int = 40
+    augmentation: str = "random"
+    crop_ratio: float = 0.2
+    mask_ratio: float = 0.7
+    reorder_ratio: float = 0.2
+    eval_batch_size: int = 1024
+    validation_protocol: str = "reference"
+
+    @classmethod
+    def for_dataset(cls, dataset, **overrides):
+        """The released preset of `dataset` (if it has one), then `overrides`."""
+        settings = dict(PRESETS.get(dataset, {}))
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(dataset=dataset, **settings)
+
+    def validate(self):
+        """Raises `ConfigError` naming the flag of the first bad setting."""
+        positive_ints = (
+            "epochs", "batch_size", "max_seq_length", "hidden_size", "num_blocks",
+            "num_heads", "num_intent_clusters", "eval_batch_size",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
+        for name in ("patience", "warm_up_epochs", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{_flag(name)} must be a non-negative integer, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"--temperature must be a positive number, got {self.temperature!r}")
+        for name in ("seqcl_weight", "icl_weight", "initializer_range"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{_flag(name)} must be a non-negative number, got {value!r}")
+        for name in ("hidden_dropout", "attention_dropout", "crop_ratio", "mask_ratio",
+                     "reorder_ratio"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"{_flag(name)} must be in [0, 1), got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"--hidden-size ({self.hidden_size}) must be a multiple of "
+                f"--num-heads ({self.num_heads})"
+            )
+        for name, allowed in (("contrast_type", CONTRAST_TYPES),
+                              ("augmentation", AUGMENTATIONS),
+                              ("validation_protocol", PROTOCOLS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{_flag(name)} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        return self
+
+    @property
+    def uses_intents(self):
+        """Whether the run needs the E-step (intent loss, or FNM's intent ids)."""
+        return self.contrast_type in ("hybrid", "intent") or (
+            self.fnm and self.contrast_type == "instance"
+        )
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")

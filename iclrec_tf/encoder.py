@@ -1,0 +1,239 @@
+"""The SASRec-style sequence encoder of ICLRec.
+
+Read top to bottom: embeddings -> `TransformerBlock` x L, each an attention
+sublayer then a feed-forward sublayer, both "sublayer -> dropout -> residual ->
+LayerNorm" as in the reference (post-norm, BERT style).
+"""
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+# The reference's LayerNorm puts epsilon inside the square root, as Keras does.
+LAYER_NORM_EPSILON = 1e-12
+# Additive attention mask of the reference; not -inf: a left-padded query whose
+# keys are all masked then attends to every key, exactly as the reference does.
+MASK_VALUE = -10000.0
+
+
+def _dense(units, initializer_range, name):
+    return keras.layers.Dense(
+        units, name=name,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=initializer_range),
+        bias_initializer="zeros")
+
+
+def attention_bias(item_ids):
+    """[batch, 1, len, len] additive mask: -10000 where a key is padding or in the future."""
+    length = tf.shape(item_ids)[1]
+    key_is_item = tf.cast(item_ids > 0, tf.float32)[:, None, None, :]
+    causal = tf.linalg.band_part(tf.ones((length, length)), -1, 0)[None, None]
+    return (1.0 - key_is_item * causal) * MASK_VALUE
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with the reference's layer names and mask.
+
+    Args:
+      hidden_size: model width.
+      num_heads: heads; scores are scaled by `1 / sqrt(hidden_size / num_heads)`.
+      attention_dropout: dropout on the attention probabilities.
+      hidden_dropout: dropout on the output before the residual.
+      initializer_range: stddev of the normal kernel initializer.
+
+    Call arguments:
+      hidden: [batch, len, hidden].
+      bias: [batch, 1, len, len] additive attention mask.
+      training: whether dropout is active.
+
+    Returns:
+      [batch, len, hidden]: `LayerNorm(dropout(dense(attention)) + hidden)`.
+    """
+
+    def __init__(self, hidden_size, num_heads, attention_dropout, hidden_dropout,
+                 initializer_range, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.attention_dropout = attention_dropout
+        self.hidden_dropout = hidden_dropout
+        self.initializer_range = initializer_range
+        self.head_size = hidden_size // num_heads
+        self.query = _dense(hidden_size, initializer_range, "query")
+        self.key = _dense(hidden_size, initializer_range, "key")
+        self.value = _dense(hidden_size, initializer_range, "value")
+        self.dense = _dense(hidden_size, initializer_range, "dense")
+        self.probability_dropout = keras.layers.Dropout(attention_dropout)
+        self.output_dropout = keras.layers.Dropout(hidden_dropout)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                          name="LayerNorm")
+
+    def _split_heads(self, x):  # (B, L, D) -> (B, H, L, D/H)
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        x = tf.reshape(x, (batch, length, self.num_heads, self.head_size))
+        return tf.transpose(x, (0, 2, 1, 3))
+
+    def call(self, hidden, bias, training=None):
+        query = self._split_heads(self.query(hidden))
+        key = self._split_heads(self.key(hidden))
+        value = self._split_heads(self.value(hidden))
+        scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(self.head_size) + bias
+        probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
+        context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, L, H, D/H)
+        context = tf.reshape(context, tf.shape(hidden))
+        output = self.output_dropout(self.dense(context), training=training)
+        return self.layer_norm(output + hidden)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "num_heads": self.num_heads, "attention_dropout": self.attention_dropout,
+                "hidden_dropout": self.hidden_dropout,
+                "initializer_range": self.initializer_range}
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class FeedForward(keras.layers.Layer):
+    """Position-wise `hidden -> 4 * hidden -> hidden` with exact (erf) GELU.
+
+    Args:
+      hidden_size: model width; the inner width is four times it.
+      hidden_dropout: dropout on the output before the residual.
+      initializer_range: stddev of the normal kernel initializer.
+
+    Call arguments:
+      hidden: [batch, len, hidden].
+      training: whether dropout is active.
+
+    Returns:
+      [batch, len, hidden]: `LayerNorm(dropout(ffn(hidden)) + hidden)`.
+    """
+
+    def __init__(self, hidden_size, hidden_dropout, initializer_range, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.hidden_dropout = hidden_dropout
+        self.initializer_range = initializer_range
+        self.dense_1 = _dense(4 * hidden_size, initializer_range, "dense_1")
+        self.dense_2 = _dense(hidden_size, initializer_range, "dense_2")
+        self.dropout = keras.layers.Dropout(hidden_dropout)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                          name="LayerNorm")
+
+    def call(self, hidden, training=None):
+        inner = tf.nn.gelu(self.dense_1(hidden), approximate=False)
+        output = self.dropout(self.dense_2(inner), training=training)
+        return self.layer_norm(output + hidden)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_size": self.hidden_size,
+                "hidden_dropout": self.hidden_dropout,
+                "initializer_range": self.initializer_range}
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class TransformerBlock(keras.layers.Layer):
+    """`SelfAttention` then `FeedForward`; arguments as theirs."""
+
+    def __init__(self, hidden_size, num_heads, attention_dropout, hidden_dropout,
+                 initializer_range, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = SelfAttention(hidden_size, num_heads, attention_dropout,
+                                       hidden_dropout, initializer_range, name="attention")
+        self.feed_forward = FeedForward(hidden_size, hidden_dropout, initializer_range,
+                                        name="intermediate")
+
+    def call(self, hidden, bias, training=None):
+        hidden = self.attention(hidden, bias, training=training)
+        return self.feed_forward(hidden, training=training)
+
+    def get_config(self):
+        attention = self.attention
+        return {**super().get_config(), "hidden_size": attention.hidden_size,
+                "num_heads": attention.num_heads,
+                "attention_dropout": attention.attention_dropout,
+                "hidden_dropout": attention.hidden_dropout,
+                "initializer_range": attention.initializer_range}
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class SequenceEncoder(keras.layers.Layer):
+    """Item ids -> one hidden state per position (SASRec, as in ICLRec).
+
+    Args:
+      item_size: vocabulary size; id 0 is padding (its embedding row is
+        trained, as in the reference; the attention mask hides it).
+      max_len: sequence length, the number of learned positions.
+      hidden_size: model width (64 in the reference).
+      num_blocks: transformer blocks.
+      num_heads: attention heads.
+      hidden_dropout: dropout after the embeddings and in every sublayer.
+      attention_dropout: dropout on attention probabilities.
+      initializer_range: stddev of the normal initializer of every kernel
+        and embedding.
+
+    Call arguments:
+      item_ids: [batch, max_len] int, left-padded with 0.
+      training: whether dropout is active.
+
+    Returns:
+      [batch, max_len, hidden_size] hidden states of every position.
+
+    Example:
+
+    >>> encoder = SequenceEncoder(item_size=100, max_len=50, num_blocks=2)
+    >>> encoder(tf.zeros((8, 50), tf.int32)).shape
+    TensorShape([8, 50, 64])
+    """
+
+    def __init__(self, item_size, max_len=50, hidden_size=64, num_blocks=2, num_heads=2,
+                 hidden_dropout=0.5, attention_dropout=0.5, initializer_range=0.02,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.item_size = item_size
+        self.max_len = max_len
+        self.hidden_size = hidden_size
+        self.num_blocks = num_blocks
+        self.num_heads = num_heads
+        self.hidden_dropout = hidden_dropout
+        self.attention_dropout = attention_dropout
+        self.initializer_range = initializer_range
+        self.item_embeddings = keras.layers.Embedding(
+            item_size, hidden_size,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=initializer_range),
+            name="item_embeddings")
+        self.position_embeddings = keras.layers.Embedding(
+            max_len, hidden_size,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=initializer_range),
+            name="position_embeddings")
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                          name="LayerNorm")
+        self.dropout = keras.layers.Dropout(hidden_dropout)
+        self.blocks = [
+            TransformerBlock(hidden_size, num_heads, attention_dropout, hidden_dropout,
+                             initializer_range, name=f"layer_{i}")
+            for i in range(num_blocks)
+        ]
+
+    def call(self, item_ids, training=None):
+        positions = tf.range(tf.shape(item_ids)[1])
+        hidden = self.item_embeddings(item_ids) + self.position_embeddings(positions)[None]
+        hidden = self.dropout(self.layer_norm(hidden), training=training)  # (B, L, D)
+        bias = attention_bias(item_ids)  # (B, 1, L, L)
+        for block in self.blocks:
+            hidden = block(hidden, bias, training=training)
+        return hidden
+
+    @property
+    def embedding_table(self):
+        """[item_size, hidden] item embeddings, shared by input and output."""
+        return self.item_embeddings.embeddings
+
+    def get_config(self):
+        return {**super().get_config(), "item_size": self.item_size,
+                "max_len": self.max_len, "hidden_size": self.hidden_size,
+                "num_blocks": self.num_blocks, "num_heads": self.num_heads,
+                "hidden_dropout": self.hidden_dropout,
+                "attention_dropout": self.attention_dropout,
+                "initializer_range": self.initializer_range}

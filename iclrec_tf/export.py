@@ -1,0 +1,287 @@
+"""`python -m iclrec_tf.export`: a trained run as a SavedModel for TF Serving.
+
+The export is a plain `tf.Module` that tracks the model's variables, not its
+Keras objects, so loading it needs TensorFlow alone (no `iclrec_tf`, `tf_keras`
+or `tensorflow_recommenders`). Every signature takes one input, `item_ids`:
+int64 `[batch, any length]`, the user's history oldest first, 0 for padding
+(anywhere: left- or right-padded rows of a batch are both fine). The last
+`max_len` non-zero ids are encoded; older ones only count as history.
+
+- `serving_default`: `item_ids` int64 `[batch, k]` and `scores` float32
+  `[batch, k]`, the top-k of `h_last . E^T` without the padding id, the mask
+  id and (unless `keep_history`) the ids of the request. A slot left without
+  a candidate (a history covering almost the whole catalogue) holds id -1 and
+  score -inf.
+- `encode`: `embedding` float32 `[batch, hidden]`, the `h_last` scored above.
+- `intent` (only for a model with fitted intents): `intent_id` int64 `[batch]`,
+  the centroid `ICLRecModel.assign_intents` picks for the mean-pooled hidden
+  states, and `probabilities` float32 `[batch, K]`, a softmax over the negative
+  squared L2 distances to the centroids, whose argmax is `intent_id`.
+
+A version is written to a temporary directory next to the others and renamed
+to the next free integer, so TF Serving never sees a half-written version.
+"""
+
+import errno
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import tensorflow as tf
+
+from iclrec_tf import cli
+from iclrec_tf.config import ConfigError
+from iclrec_tf.encoder import attention_bias
+from iclrec_tf.model import build_model, sequence_representation
+from iclrec_tf.rundir import RunDirectory, RunDirectoryError
+
+ITEM_IDS = tf.TensorSpec([None, None], tf.int64, name="item_ids")
+# The key `SequenceEncoder.item_embeddings` has in a `RunDirectory` checkpoint.
+ITEM_EMBEDDINGS_KEY = "encoder/item_embeddings/embeddings/.ATTRIBUTES/VARIABLE_VALUE"
+# Histories are short (Toys: median 5 items), so encoding each row at the
+# narrowest of these widths, not at max_len, saves most of the encoder's work.
+BUCKET_WIDTHS = (8, 16, 32)
+
+
+def recent_window(item_ids, max_len):
+    """The last `max_len` non-zero ids of each row, right-aligned, 0 before.
+
+    Args:
+      item_ids: [batch, any length] int64, 0 anywhere as padding.
+      max_len: the window width.
+
+    Returns:
+      [batch, max_len] int64 window and [batch] int64 number of items in it.
+    """
+    is_item = item_ids > 0
+    # 0 for a row's most recent item, 1 for the one before, ...
+    age = tf.cumsum(tf.cast(is_item, tf.int64), axis=1, reverse=True) - 1
+    kept = tf.where(is_item & (age < max_len))  # (n, 2): row, column
+    targets = tf.stack([kept[:, 0], max_len - 1 - tf.gather_nd(age, kept)], axis=1)
+    batch = tf.shape(item_ids, out_type=tf.int64)[0]
+    window = tf.scatter_nd(targets, tf.gather_nd(item_ids, kept), [batch, max_len])
+    return window, tf.minimum(tf.reduce_sum(tf.cast(is_item, tf.int64), axis=1), max_len)
+
+
+def _encode_trimmed(encoder, window):
+    """[batch, hidden] `encoder`'s last hidden state for a window of its last positions.
+
+    `SequenceEncoder.call` numbers positions from 0 at the left, which is right
+    only for full windows; a window of width w of a left-padded sequence holds
+    positions `max_len - w .. max_len - 1`. The last position does not attend
+    to the padding cut off, so the result equals the full window's.
+    """
+    width = window.shape[1]
+    positions = tf.range(encoder.max_len - width, encoder.max_len)
+    hidden = encoder.item_embeddings(window) + encoder.position_embeddings(positions)[None]
+    hidden = encoder.layer_norm(hidden)  # (B, w, D)
+    bias = attention_bias(window)
+    for block in encoder.blocks:
+        hidden = block(hidden, bias, training=False)
+    return hidden[:, -1, :]
+
+
+def last_hidden(encoder, window, lengths):
+    """[batch, hidden] inference hidden state at the last position of `window`.
+
+    Rows are grouped by length and each group is encoded at the narrowest of
+    `BUCKET_WIDTHS` (or `max_len`) that holds it. An empty row is encoded at
+    full width: its output depends on the width, and this keeps it equal to
+    the model's.
+
+    Args:
+      encoder: a `SequenceEncoder`.
+      window: [batch, max_len] int64 from `recent_window`.
+      lengths: [batch] int64 items in each row of `window`.
+    """
+    max_len = encoder.max_len
+    widths = [w for w in BUCKET_WIDTHS if w < max_len] + [max_len]
+    lengths = tf.where(lengths > 0, lengths, max_len)
+    bucket = tf.reduce_sum(
+        tf.cast(lengths[:, None] > tf.constant(widths[:-1], tf.int64)[None, :], tf.int32), axis=1)
+    rows = tf.dynamic_partition(tf.range(tf.shape(window)[0]), bucket, len(widths))
+    parts = tf.dynamic_partition(window, bucket, len(widths))
+    empty = tf.zeros([0, encoder.hidden_size])
+    # The cond skips the ~300 ops of an empty group: most of a small batch's latency.
+    hidden = [tf.cond(tf.size(part) > 0,
+                      lambda part=part, width=width: _encode_trimmed(
+                          encoder, part[:, max_len - width:]),
+                      lambda: empty)
+              for part, width in zip(parts, widths, strict=True)]
+    return tf.dynamic_stitch(rows, hidden)
+
+
+def _checked(item_ids, item_size):
+    """`item_ids`, failing the request in its own terms if an id is not in the vocabulary."""
+    known = tf.reduce_all((item_ids >= 0) & (item_ids < item_size))
+    check = tf.debugging.Assert(known, [f"item_ids must be in 0..{item_size - 1} (0 is padding)"])
+    with tf.control_dependencies([check]):
+        return tf.identity(item_ids)
+
+
+def _centroid_distances(representations, centroids):
+    """[batch, K] `||c||^2 - 2 r.c`: `ICLRecModel.assign_intents`' distances, up to `||r||^2`."""
+    return (tf.reduce_sum(tf.square(centroids), axis=1)[None, :]
+            - 2.0 * tf.matmul(representations, centroids, transpose_b=True))
+
+
+def serving_module(model, top_k=100, keep_history=False, mask_id=None):
+    """A `tf.Module` with the serving functions of a trained `ICLRecModel`.
+
+    Args:
+      model: a built `ICLRecModel` with its trained weights.
+      top_k: k, the number of recommendations per request row.
+      keep_history: whether the request's own ids may be recommended.
+      mask_id: the mask id, never recommended; default `item_size - 1`, the id
+        `SequenceData.mask_id` assigns.
+
+    Returns:
+      A `tf.Module` with `recommend`, `encode` and, if the model's intents
+      are fitted, `intent`: `tf.function`s of one `ITEM_IDS` argument.
+
+    Raises:
+      ConfigError: when `top_k` is not between 1 and the number of items.
+    """
+    encoder = model.encoder
+    item_size, max_len = encoder.item_size, encoder.max_len
+    mask_id = item_size - 1 if mask_id is None else mask_id
+    num_items = item_size - len({0, mask_id})
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
+        raise ConfigError(f"--top-k must be an integer in 1..{num_items} (the number of "
+                          f"items), got {top_k!r}")
+    never = tf.constant([[0, mask_id]], tf.int64)
+
+    module = tf.Module(name="iclrec_serving")
+    # Tracking the variables, not the Keras layers, keeps Keras out of the SavedModel.
+    module.encoder_variables = list(encoder.variables)
+
+    @tf.function(input_signature=[ITEM_IDS])
+    def encode(item_ids):
+        window, lengths = recent_window(_checked(item_ids, item_size), max_len)
+        return {"embedding": last_hidden(encoder, window, lengths)}
+
+    @tf.function(input_signature=[ITEM_IDS])
+    def recommend(item_ids):
+        embedding = encode(item_ids)["embedding"]
+        scores = tf.matmul(embedding, encoder.embedding_table, transpose_b=True)
+        excluded = tf.tile(never, [tf.shape(item_ids)[0], 1])
+        if not keep_history:
+            excluded = tf.concat([excluded, item_ids], axis=1)  # its padding is id 0 again
+        rows = tf.broadcast_to(tf.range(tf.shape(excluded, out_type=tf.int64)[0])[:, None],
+                               tf.shape(excluded, out_type=tf.int64))
+        indices = tf.reshape(tf.stack([rows, excluded], axis=-1), [-1, 2])
+        # Removed, not zero-scored: a negative score would otherwise rank below them.
+        scores = tf.tensor_scatter_nd_update(
+            scores, indices, tf.fill(tf.shape(indices)[:1], float("-inf")))
+        top = tf.math.top_k(scores, k=top_k)
+        ids = tf.where(top.values == float("-inf"), tf.constant(-1, tf.int64),
+                       tf.cast(top.indices, tf.int64))
+        return {"item_ids": ids, "scores": top.values}
+
+    module.encode = encode
+    module.recommend = recommend
+    if bool(model.intents_ready.numpy()):
+        @tf.function(input_signature=[ITEM_IDS])
+        def intent(item_ids):
+            window, _ = recent_window(_checked(item_ids, item_size), max_len)
+            representation = sequence_representation(model(window, training=False))
+            distances = _centroid_distances(representation, model.intent_centroids)
+            return {"intent_id": tf.cast(model.assign_intents(representation), tf.int64),
+                    "probabilities": tf.nn.softmax(-distances, axis=1)}
+
+        module.intent_centroids = model.intent_centroids
+        module.intent = intent
+    return module
+
+
+def next_version(model_dir):
+    """One more than the largest integer-named entry of `model_dir` (1 if none)."""
+    versions = [int(p.name) for p in pathlib.Path(model_dir).iterdir() if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=None):
+    """Writes `model_dir/<next version>/`, a SavedModel with the serving signatures.
+
+    The SavedModel is written into a hidden temporary directory inside
+    `model_dir` and renamed to its version only when complete; a failure
+    removes it. (A killed process may leave the temporary directory; TF
+    Serving ignores names that are not integers.)
+
+    Args:
+      model: a built `ICLRecModel` with its trained weights.
+      model_dir: the TF Serving base path of the model; created if missing.
+      top_k: k of `serving_default`.
+      keep_history: whether `serving_default` may recommend the request's ids.
+      mask_id: the mask id (default `item_size - 1`).
+
+    Returns:
+      The `pathlib.Path` of the version directory written.
+
+    Raises:
+      ConfigError: a bad `top_k`, or a `model_dir` that cannot be written.
+    """
+    module = serving_module(model, top_k, keep_history, mask_id)
+    signatures = {"serving_default": module.recommend, "encode": module.encode}
+    if hasattr(module, "intent"):
+        signatures["intent"] = module.intent
+    model_dir = pathlib.Path(model_dir)
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-"))
+    except OSError as error:
+        raise ConfigError(f"--model-dir {model_dir}: not writable ({error.strerror})") from None
+    try:
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        while True:
+            version_dir = model_dir / str(next_version(model_dir))
+            try:
+                # Fails if another export took this version since next_version.
+                os.rename(staging, version_dir)
+                return version_dir
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def checkpoint_item_size(weights_prefix):
+    """The vocabulary size recorded in a `RunDirectory` checkpoint."""
+    shapes = tf.train.load_checkpoint(weights_prefix).get_variable_to_shape_map()
+    if ITEM_EMBEDDINGS_KEY not in shapes:
+        raise RunDirectoryError(f"{weights_prefix}: the checkpoint has no item embeddings")
+    return shapes[ITEM_EMBEDDINGS_KEY][0]
+
+
+def build_parser():
+    parser = cli.ArgumentParser(
+        prog="python -m iclrec_tf.export",
+        description="Export a trained run as a SavedModel version for TF Serving.")
+    parser.add_argument("--run", required=True, help="a run directory written by iclrec_tf.fit")
+    parser.add_argument("--model-dir", required=True,
+                        help="the TF Serving model base path, e.g. saved_models/toys; the "
+                        "export goes to its next free version number")
+    parser.add_argument("--top-k", type=int, default=100,
+                        help="recommendations per user in serving_default (default 100)")
+    parser.add_argument("--keep-history", action="store_true",
+                        help="allow recommending the request's own items (repeat consumption)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    run_dir = RunDirectory(args.run)
+    config = run_dir.config()
+    weights = run_dir.weights_prefix()
+    model = build_model(config, checkpoint_item_size(weights))
+    model.load_weights(weights).expect_partial()
+    version_dir = export_saved_model(model, args.model_dir, args.top_k, args.keep_history)
+    print(version_dir, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, "python -m iclrec_tf.export"))

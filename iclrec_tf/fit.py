@@ -1,0 +1,134 @@
+"""`python -m iclrec_tf.fit --dataset toys`: train ICLRec, validate, test, save.
+
+The run directory (`--output-dir`, default `runs/<dataset>`) receives
+`config.json`, `history.csv` (one row per epoch: losses and `val_` metrics),
+`weights/` (the best epoch's weights) and `metrics.json`.
+"""
+
+import pathlib
+import sys
+import time
+
+from iclrec_tf import cli
+from iclrec_tf.config import ConfigError, TrainConfig
+
+
+def build_parser():
+    parser = cli.ArgumentParser(
+        prog="python -m iclrec_tf.fit",
+        description="Train ICLRec on a dataset with its released preset.")
+    parser.add_argument("--dataset", default="toys",
+                        help="toys, beauty, sports, yelp, or a path to a file in their format")
+    parser.add_argument("--data-dir", help="folder holding the dataset files "
+                        "(else $ICLREC_DATA_DIR, the Keras cache, then a download)")
+    parser.add_argument("--output-dir", help="the run directory (default runs/<dataset>)")
+    parser.add_argument("--max-users", type=int,
+                        help="train on the first N users only (quick experiments)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    cli.add_config_flags(parser, exclude=("dataset",))
+    return parser
+
+
+def _phase(name, start):
+    print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def train(config, data, run_dir, verbose=1):
+    """Trains, validates every epoch, restores the best epoch and tests.
+
+    Args:
+      config: a validated `TrainConfig`.
+      data: the `SequenceData` to train on.
+      run_dir: a `RunDirectory` to write into.
+      verbose: Keras verbosity.
+
+    Returns:
+      The metrics dict written to `metrics.json`.
+    """
+    import tf_keras as keras
+
+    from iclrec_tf.intents import IntentClustering
+    from iclrec_tf.metrics import RankingEvaluator
+    from iclrec_tf.model import build_model
+    from iclrec_tf.pipeline import SequencePipelines
+    from iclrec_tf.rundir import HISTORY_FILE, METRICS_FILE
+    from iclrec_tf.validation import RankingValidation
+
+    if config.uses_intents and config.num_intent_clusters > data.num_users:
+        raise ConfigError(f"--num-intent-clusters ({config.num_intent_clusters}) exceeds "
+                          f"the number of users ({data.num_users})")
+    keras.utils.set_random_seed(config.seed)
+    pipelines = SequencePipelines(data, config.max_seq_length)
+    model = build_model(config, data.item_size)
+    model.compile(optimizer=keras.optimizers.Adam(
+        learning_rate=config.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8))
+
+    def evaluator(split, protocol=config.validation_protocol):
+        return RankingEvaluator(model, pipelines.evaluation(split, config.eval_batch_size),
+                                protocol, data.mask_id)
+
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_NDCG@20", mode="max", patience=config.patience,
+        restore_best_weights=True, verbose=1)
+    callbacks = []
+    if config.uses_intents:
+        callbacks.append(IntentClustering(
+            pipelines.estep(config.eval_batch_size), config.num_intent_clusters,
+            seed=config.seed, warm_up_epochs=config.warm_up_epochs))
+    callbacks += [RankingValidation(evaluator("valid")), early_stopping,
+                  keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)))]
+    train_data = pipelines.train(
+        config.batch_size, config.seed, config.augmentation,
+        {"crop": config.crop_ratio, "mask": config.mask_ratio,
+         "reorder": config.reorder_ratio})
+    start = time.perf_counter()
+    history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
+                        verbose=verbose)
+    _phase(f"Training ({len(history.epoch)} epochs)", start)
+
+    start = time.perf_counter()
+    best = early_stopping.best_epoch
+    metrics = {
+        "best_epoch": best + 1,
+        "epochs_trained": len(history.epoch),
+        "protocol": config.validation_protocol,
+        "valid": {name[len("val_"):]: values[best] for name, values in history.history.items()
+                  if name.startswith("val_")},
+        "test": evaluator("test")(),
+        "test_exclude": evaluator("test", "exclude")(),
+    }
+    _phase("Test", start)
+    run_dir.save_weights(model)
+    run_dir.write_json(METRICS_FILE, metrics)
+    return metrics
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from iclrec_tf.data import load_sequences, resolve_dataset
+    from iclrec_tf.rundir import CONFIG_FILE, RunDirectory
+
+    config = TrainConfig.for_dataset(
+        args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
+    if args.max_users is not None and args.max_users < 1:
+        raise ConfigError(f"--max-users must be a positive integer, got {args.max_users}")
+    output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(args.dataset).stem
+    run_dir = RunDirectory(output_dir, create=True)
+
+    start = time.perf_counter()
+    data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
+    if args.max_users is not None:
+        data = data.subset(min(args.max_users, data.num_users))
+    _phase(f"Data: {data.num_users} users, {data.max_item} items, "
+           f"{len(data.items)} interactions", start)
+    run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
+    metrics = train(config, data, run_dir, verbose=args.verbose)
+    test = ", ".join(f"{name} {value:.4f}" for name, value in metrics["test"].items())
+    print(f"Best epoch {metrics['best_epoch']}; test ({config.validation_protocol}): {test}")
+    print(f"Wrote {run_dir.path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, "python -m iclrec_tf.fit"))

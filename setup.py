@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="iclrec-tf",
+    version="0.1.0",
+    description="ICLRec (Intent Contrastive Learning for Sequential Recommendation) "
+                "on TensorFlow/Keras with tf.data",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["iclrec_tf", "iclrec_tf.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tf-keras>=2.21,<2.22",
+        "tensorflow-recommenders>=0.7.7,<0.8",
+        "scikit-learn>=1.5,<2",
+        "tensorboard>=2.21,<2.22",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "ruff>=0.6,<1"],
+    },
+)

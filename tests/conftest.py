@@ -1,0 +1,74 @@
+import os
+import pathlib
+
+import pytest
+
+import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir():
+    """`$ICLREC_DATA_DIR`, else the `../shared/data` beside the checkout."""
+    return pathlib.Path(os.environ.get("ICLREC_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def reference_dir():
+    """`$ICLREC_REFERENCE_DIR`, else the `../shared/reference` beside the checkout."""
+    return pathlib.Path(os.environ.get("ICLREC_REFERENCE_DIR",
+                                       REPO.parent / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def toys_path(data_dir):
+    from iclrec_tf.data import resolve_dataset
+
+    return resolve_dataset("toys", data_dir)
+
+
+@pytest.fixture(scope="session")
+def toys(toys_path):
+    from iclrec_tf.data import load_sequences
+
+    return load_sequences(toys_path)
+
+
+def write_dataset(path, sequences, first_user=1):
+    """Writes `sequences` in the dataset format, users numbered from `first_user`."""
+    lines = [" ".join(map(str, [first_user + u, *items])) for u, items in enumerate(sequences)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def synthetic_sequences(num_users=64, num_items=40, seed=0, min_len=5, max_len=30):
+    """Random sequences with a learnable pattern: each item tends to be followed by the next."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for _ in range(num_users):
+        length = int(rng.integers(min_len, max_len + 1))
+        start = int(rng.integers(1, num_items + 1))
+        items = [(start + step - 1) % num_items + 1 for step in range(length)]
+        sequences.append(items)
+    return sequences
+
+
+@pytest.fixture(scope="session")
+def toys_run(tmp_path_factory, data_dir):
+    """One epoch of `python -m iclrec_tf.fit --dataset toys`, run as a user would."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("runs") / "toys"
+    result = subprocess.run(
+        [sys.executable, "-m", "iclrec_tf.fit", "--dataset", "toys", "--data-dir",
+         str(data_dir), "--epochs", "1", "--output-dir", str(run_dir), "--verbose", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result.stdout

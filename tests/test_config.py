@@ -1,0 +1,57 @@
+import dataclasses
+
+import pytest
+
+from iclrec_tf.config import PRESETS, ConfigError, TrainConfig
+
+
+def test_presets_set_the_released_encoder_depths():
+    assert {name: TrainConfig.for_dataset(name).num_blocks for name in PRESETS} == {
+        "toys": 3, "beauty": 1, "sports": 2, "yelp": 2}
+    toys = TrainConfig.for_dataset("toys")
+    # The released scripts share everything else.
+    assert (toys.batch_size, toys.lr, toys.num_intent_clusters, toys.seqcl_weight,
+            toys.icl_weight, toys.contrast_type, toys.fnm, toys.seed) == (
+        256, 1e-3, 256, 0.1, 0.1, "hybrid", False, 1)
+
+
+def test_overrides_win_over_presets_and_none_is_ignored():
+    config = TrainConfig.for_dataset("toys", num_blocks=1, epochs=None, lr=0.01)
+    assert (config.num_blocks, config.epochs, config.lr) == (1, 300, 0.01)
+
+
+def test_a_file_dataset_gets_the_defaults():
+    assert TrainConfig.for_dataset("my/own.txt").num_blocks == TrainConfig().num_blocks
+
+
+@pytest.mark.parametrize("field,value,flag", [
+    ("epochs", 0, "--epochs"),
+    ("batch_size", -3, "--batch-size"),
+    ("num_intent_clusters", 0, "--num-intent-clusters"),
+    ("max_seq_length", 0, "--max-seq-length"),
+    ("lr", 0.0, "--lr"),
+    ("lr", float("nan"), "--lr"),
+    ("hidden_dropout", 1.0, "--hidden-dropout"),
+    ("contrast_type", "both", "--contrast-type"),
+    ("augmentation", "insert", "--augmentation"),
+    ("hidden_size", 63, "--hidden-size"),
+    ("patience", -1, "--patience"),
+])
+def test_validate_names_the_flag(field, value, flag):
+    config = dataclasses.replace(TrainConfig(), **{field: value})
+    with pytest.raises(ConfigError) as error:
+        config.validate()
+    assert str(error.value).startswith(flag)
+
+
+@pytest.mark.parametrize("contrast_type,fnm,uses", [
+    ("hybrid", False, True), ("intent", False, True), ("instance", False, False),
+    ("instance", True, True), ("none", False, False)])
+def test_uses_intents(contrast_type, fnm, uses):
+    assert TrainConfig(contrast_type=contrast_type, fnm=fnm).uses_intents is uses
+
+
+def test_json_round_trip_with_non_defaults():
+    config = TrainConfig(dataset="beauty", num_blocks=4, fnm=True, lr=0.005,
+                         contrast_type="intent")
+    assert TrainConfig.from_json(config.to_json()) == config

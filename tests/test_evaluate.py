@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, reference_dir
+
+from iclrec_tf import cli, evaluate
+
+
+def test_evaluate_a_run_reproduces_its_test_metrics(toys_run, data_dir):
+    run_dir, _ = toys_run
+    result = subprocess.run(
+        [sys.executable, "-m", "iclrec_tf.evaluate", "--run", str(run_dir), "--data-dir",
+         str(data_dir)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    written = json.loads((run_dir / "metrics.json").read_text())
+    for name, value in written["test"].items():
+        assert metrics[name] == pytest.approx(value, abs=1e-6)
+
+
+def _evaluate(argv, capsys):
+    code = cli.run(lambda: evaluate.main(argv), "evaluate")
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_run_without_weights_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    code, err = _evaluate(["--run", str(tmp_path)], capsys)
+    assert (code, err) == (2, f"evaluate: error: {tmp_path}: no trained weights in weights/")
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    code, err = _evaluate(["--run", str(tmp_path)], capsys)
+    assert (code, err) == (2, f"evaluate: error: {tmp_path}: no config.json; "
+                              "is this a run directory?")
+
+
+def test_reference_weights_of_another_dataset_are_refused(data_dir, capsys):
+    weights = reference_dir() / "ICLRec-Toys_and_Games-1.npz"
+    code, err = _evaluate(["--dataset", "beauty", "--data-dir", str(data_dir),
+                           "--reference-weights", str(weights)], capsys)
+    assert code == 2
+    assert err == (f"evaluate: error: {weights}: 11926 item embeddings, but beauty needs "
+                   "12103 (max item id + 2)")
+
+
+def test_reference_weights_need_a_dataset(capsys):
+    code, err = _evaluate(["--reference-weights", "w.npz"], capsys)
+    assert (code, err) == (2, "evaluate: error: --dataset is required with --reference-weights")
+
+
+def test_the_cli_exits_2_without_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "iclrec_tf.evaluate", "--run", "/nonexistent"],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "python -m iclrec_tf.evaluate: error: /nonexistent: no config.json; "
+        "is this a run directory?")

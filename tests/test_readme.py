@@ -1,0 +1,27 @@
+import re
+
+from conftest import REPO
+
+
+def _quick_start_commands():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.+?)\n```", section)
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
+    install_and_train, install_and_test = _quick_start_commands()
+    assert install_and_train == "pip install -e . && python -m iclrec_tf.fit --dataset toys"
+    ci_lines = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == install_and_test
+    assert "ruff check ." in ci_lines
+
+
+def test_every_fit_flag_is_documented():
+    from iclrec_tf.fit import build_parser
+
+    readme = (REPO / "README.md").read_text()
+    flags = {option for action in build_parser()._actions for option in action.option_strings
+             if option.startswith("--") and option not in ("--help",)}
+    missing = {flag for flag in flags if flag.replace("--no-", "--") not in readme}
+    assert not missing
