@@ -30,8 +30,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from iclrec_tf.config import ConfigError
     from iclrec_tf.data import load_sequences, resolve_dataset
-    from iclrec_tf.reference import (ReferenceWeightsError, read_reference_weights,
-                                     reference_shape)
+    from iclrec_tf.reference import ReferenceWeightsError, read_reference_weights, reference_shape
     from iclrec_tf.rundir import RunDirectory
 
     # Every check of the user's input comes before TensorFlow loads.

@@ -69,7 +69,8 @@ def encode(arrays, ids, num_heads=2):
         def heads(t):
             return t.reshape(batch, length, num_heads, head).transpose(0, 2, 1, 3)
 
-        q, k, v = (heads(_linear(x, arrays, f"{p}.attention.{n}")) for n in ("query", "key", "value"))
+        q, k, v = (heads(_linear(x, arrays, f"{p}.attention.{name}"))
+                   for name in ("query", "key", "value"))
         # The reference adds -10000 in float32, where it rounds scores to about
         # 1e-3: a padded query's weights depend on that rounding, so keep it.
         scores = (q @ k.transpose(0, 1, 3, 2) / np.sqrt(head)).astype(np.float32)

@@ -14,8 +14,12 @@ from iclrec_tf.encoder import SequenceEncoder
 from iclrec_tf.metrics import RankingEvaluator
 from iclrec_tf.model import build_model
 from iclrec_tf.pipeline import SequencePipelines
-from iclrec_tf.reference import (ReferenceWeightsError, load_reference_weights,
-                                 read_reference_weights, reference_shape)
+from iclrec_tf.reference import (
+    ReferenceWeightsError,
+    load_reference_weights,
+    read_reference_weights,
+    reference_shape,
+)
 
 SHARED_REFERENCE = reference_dir()
 # REFERENCE.md: test metrics of the released weights, measured with the reference code.

@@ -5,8 +5,14 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from iclrec_tf.tasks import (InstanceContrastTask, IntentContrastTask, NextItemTask,
-                             StepOutputs, contrastive_loss, tasks_for)
+from iclrec_tf.tasks import (
+    InstanceContrastTask,
+    IntentContrastTask,
+    NextItemTask,
+    StepOutputs,
+    contrastive_loss,
+    tasks_for,
+)
 
 RNG = np.random.default_rng(0)
 
