@@ -5,6 +5,7 @@ The run directory (`--output-dir`, default `runs/<dataset>`) receives
 `weights/` (the best epoch's weights) and `metrics.json`.
 """
 
+import dataclasses
 import pathlib
 import sys
 import time
@@ -34,17 +35,30 @@ def _phase(name, start):
     print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def train(config, data, run_dir, verbose=1):
-    """Trains, validates every epoch, restores the best epoch and tests.
+@dataclasses.dataclass
+class Training:
+    """Everything `model.fit` needs for one run, built by `prepare_training`.
 
-    Args:
-      config: a validated `TrainConfig`.
-      data: the `SequenceData` to train on.
-      run_dir: a `RunDirectory` to write into.
-      verbose: Keras verbosity.
+    Attributes:
+      model: the compiled `ICLRecModel`.
+      train_data: the training pipeline.
+      callbacks: E-step (if the variant uses intents), validation, early stopping.
+      early_stopping: the `EarlyStopping` among `callbacks`.
+      evaluator: `evaluator(split, protocol)` -> a `RankingEvaluator`.
+    """
 
-    Returns:
-      The metrics dict written to `metrics.json`.
+    model: object
+    train_data: object
+    callbacks: list
+    early_stopping: object
+    evaluator: object
+
+
+def prepare_training(config, data):
+    """Builds the model, pipelines and callbacks of a run, seeded by `config.seed`.
+
+    Raises:
+      ConfigError: when K exceeds the number of users.
     """
     import tf_keras as keras
 
@@ -52,7 +66,6 @@ def train(config, data, run_dir, verbose=1):
     from iclrec_tf.metrics import RankingEvaluator
     from iclrec_tf.model import build_model
     from iclrec_tf.pipeline import SequencePipelines
-    from iclrec_tf.rundir import HISTORY_FILE, METRICS_FILE
     from iclrec_tf.validation import RankingValidation
 
     if config.uses_intents and config.num_intent_clusters > data.num_users:
@@ -76,30 +89,50 @@ def train(config, data, run_dir, verbose=1):
         callbacks.append(IntentClustering(
             pipelines.estep(config.eval_batch_size), config.num_intent_clusters,
             seed=config.seed, warm_up_epochs=config.warm_up_epochs))
-    callbacks += [RankingValidation(evaluator("valid")), early_stopping,
-                  keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)))]
+    callbacks += [RankingValidation(evaluator("valid")), early_stopping]
     train_data = pipelines.train(
         config.batch_size, config.seed, config.augmentation,
         {"crop": config.crop_ratio, "mask": config.mask_ratio,
          "reorder": config.reorder_ratio})
+    return Training(model, train_data, callbacks, early_stopping, evaluator)
+
+
+def train(config, data, run_dir, verbose=1):
+    """Trains, validates every epoch, restores the best epoch and tests.
+
+    Args:
+      config: a validated `TrainConfig`.
+      data: the `SequenceData` to train on.
+      run_dir: a `RunDirectory` to write into.
+      verbose: Keras verbosity.
+
+    Returns:
+      The metrics dict written to `metrics.json`.
+    """
+    import tf_keras as keras
+
+    from iclrec_tf.rundir import HISTORY_FILE, METRICS_FILE
+
+    training = prepare_training(config, data)
+    callbacks = training.callbacks + [keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)))]
     start = time.perf_counter()
-    history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks,
-                        verbose=verbose)
+    history = training.model.fit(training.train_data, epochs=config.epochs,
+                                 callbacks=callbacks, verbose=verbose)
     _phase(f"Training ({len(history.epoch)} epochs)", start)
 
     start = time.perf_counter()
-    best = early_stopping.best_epoch
+    best = training.early_stopping.best_epoch
     metrics = {
         "best_epoch": best + 1,
         "epochs_trained": len(history.epoch),
         "protocol": config.validation_protocol,
         "valid": {name[len("val_"):]: values[best] for name, values in history.history.items()
                   if name.startswith("val_")},
-        "test": evaluator("test")(),
-        "test_exclude": evaluator("test", "exclude")(),
+        "test": training.evaluator("test")(),
+        "test_exclude": training.evaluator("test", "exclude")(),
     }
     _phase("Test", start)
-    run_dir.save_weights(model)
+    run_dir.save_weights(training.model)
     run_dir.write_json(METRICS_FILE, metrics)
     return metrics
 
