@@ -47,9 +47,12 @@ class SelfAttention(keras.layers.Layer):
       hidden: [batch, len, hidden].
       bias: [batch, 1, len, len] additive attention mask.
       training: whether dropout is active.
+      last_position_only: attend from the last position only (inference of
+        the next item needs nothing else from the last block).
 
     Returns:
-      [batch, len, hidden]: `LayerNorm(dropout(dense(attention)) + hidden)`.
+      [batch, len, hidden] (or [batch, 1, hidden] for the last position only):
+      `LayerNorm(dropout(dense(attention)) + hidden)`.
     """
 
     def __init__(self, hidden_size, num_heads, attention_dropout, hidden_dropout,
@@ -75,16 +78,19 @@ class SelfAttention(keras.layers.Layer):
         x = tf.reshape(x, (batch, length, self.num_heads, self.head_size))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def call(self, hidden, bias, training=None):
-        query = self._split_heads(self.query(hidden))
+    def call(self, hidden, bias, training=None, last_position_only=False):
+        queries = hidden[:, -1:, :] if last_position_only else hidden  # (B, Q, D)
+        if last_position_only:
+            bias = bias[:, :, -1:, :]
+        query = self._split_heads(self.query(queries))
         key = self._split_heads(self.key(hidden))
         value = self._split_heads(self.value(hidden))
         scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(self.head_size) + bias
         probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
-        context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, L, H, D/H)
-        context = tf.reshape(context, tf.shape(hidden))
+        context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
+        context = tf.reshape(context, tf.shape(queries))
         output = self.output_dropout(self.dense(context), training=training)
-        return self.layer_norm(output + hidden)
+        return self.layer_norm(output + queries)
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,
@@ -144,8 +150,9 @@ class TransformerBlock(keras.layers.Layer):
         self.feed_forward = FeedForward(hidden_size, hidden_dropout, initializer_range,
                                         name="intermediate")
 
-    def call(self, hidden, bias, training=None):
-        hidden = self.attention(hidden, bias, training=training)
+    def call(self, hidden, bias, training=None, last_position_only=False):
+        hidden = self.attention(hidden, bias, training=training,
+                                last_position_only=last_position_only)
         return self.feed_forward(hidden, training=training)
 
     def get_config(self):
@@ -176,9 +183,11 @@ class SequenceEncoder(keras.layers.Layer):
     Call arguments:
       item_ids: [batch, max_len] int, left-padded with 0.
       training: whether dropout is active.
+      last_position_only: compute the last block for the last position only.
 
     Returns:
-      [batch, max_len, hidden_size] hidden states of every position.
+      [batch, max_len, hidden_size] hidden states of every position, or
+      [batch, 1, hidden_size] of the last one with `last_position_only`.
 
     Example:
 
@@ -216,13 +225,15 @@ class SequenceEncoder(keras.layers.Layer):
             for i in range(num_blocks)
         ]
 
-    def call(self, item_ids, training=None):
+    def call(self, item_ids, training=None, last_position_only=False):
         positions = tf.range(tf.shape(item_ids)[1])
         hidden = self.item_embeddings(item_ids) + self.position_embeddings(positions)[None]
         hidden = self.dropout(self.layer_norm(hidden), training=training)  # (B, L, D)
         bias = attention_bias(item_ids)  # (B, 1, L, L)
-        for block in self.blocks:
-            hidden = block(hidden, bias, training=training)
+        for index, block in enumerate(self.blocks):
+            last_block = index == len(self.blocks) - 1
+            hidden = block(hidden, bias, training=training,
+                           last_position_only=last_position_only and last_block)
         return hidden
 
     @property

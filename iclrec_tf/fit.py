@@ -74,8 +74,10 @@ def prepare_training(config, data):
     keras.utils.set_random_seed(config.seed)
     pipelines = SequencePipelines(data, config.max_seq_length)
     model = build_model(config, data.item_size)
+    # adaptive_epsilon puts epsilon inside the bias correction, as PyTorch's Adam does.
     model.compile(optimizer=keras.optimizers.Adam(
-        learning_rate=config.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8))
+        learning_rate=config.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+        adaptive_epsilon=True))
 
     def evaluator(split, protocol=config.validation_protocol):
         return RankingEvaluator(model, pipelines.evaluation(split, config.eval_batch_size),

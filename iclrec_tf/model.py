@@ -64,7 +64,7 @@ class ICLRecModel(keras.Model):
 
     def last_hidden(self, item_ids):
         """[batch, hidden] inference-mode hidden state at the last position."""
-        return self.encoder(item_ids, training=False)[:, -1, :]
+        return self.encoder(item_ids, training=False, last_position_only=True)[:, -1, :]
 
     def score_items(self, item_ids):
         """[batch, item_size] `h_last . E^T` for every id, padding and mask included."""

@@ -92,3 +92,12 @@ def test_config_round_trip_and_reload_give_equal_outputs(tmp_path):
     reloaded = keras.Model(reloaded_inputs, clone(reloaded_inputs))
     reloaded.load_weights(str(tmp_path / "weights"))
     np.testing.assert_allclose(reloaded(ids).numpy(), expected, atol=1e-6)
+
+
+def test_last_position_only_equals_the_full_pass_at_the_last_position():
+    encoder = SequenceEncoder(item_size=30, max_len=10, num_blocks=3)
+    ids = _ids()
+    full = encoder(ids, training=False).numpy()[:, -1:]
+    last = encoder(ids, training=False, last_position_only=True).numpy()
+    assert last.shape == (6, 1, 64)
+    np.testing.assert_allclose(last, full, atol=1e-5)
