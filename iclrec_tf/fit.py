@@ -35,6 +35,19 @@ def _phase(name, start):
     print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
+def reference_adam(learning_rate):
+    """Adam exactly as the reference's PyTorch Adam: betas (0.9, 0.999), epsilon 1e-8.
+
+    `adaptive_epsilon` puts epsilon inside the bias correction, as PyTorch does;
+    sparse (embedding) gradients are summed per row before the update, so they
+    update the moments as dense ones would.
+    """
+    import tf_keras as keras
+
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
+                                 epsilon=1e-8, adaptive_epsilon=True)
+
+
 @dataclasses.dataclass
 class Training:
     """Everything `model.fit` needs for one run, built by `prepare_training`.
@@ -74,10 +87,7 @@ def prepare_training(config, data):
     keras.utils.set_random_seed(config.seed)
     pipelines = SequencePipelines(data, config.max_seq_length)
     model = build_model(config, data.item_size)
-    # adaptive_epsilon puts epsilon inside the bias correction, as PyTorch's Adam does.
-    model.compile(optimizer=keras.optimizers.Adam(
-        learning_rate=config.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-        adaptive_epsilon=True))
+    model.compile(optimizer=reference_adam(config.lr))
 
     def evaluator(split, protocol=config.validation_protocol):
         return RankingEvaluator(model, pipelines.evaluation(split, config.eval_batch_size),
