@@ -5,7 +5,8 @@
 Runs two epochs of the real training loop (the first pays for tracing) and reports
 the second; prints one JSON object on its last line with `step_s` (median seconds
 per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
-validation) and `peak_rss_mb`. `--profile` adds a coarse breakdown of one step.
+validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
+TensorFlow op time by op type in a traced training step.
 """
 
 import argparse
@@ -62,35 +63,47 @@ class _CloseEpoch(keras.callbacks.Callback):
         self.stopwatch.close_epoch()
 
 
-def profile_step(training, batch):
-    """Seconds of forward, forward+backward and a whole step on one batch (median of 5)."""
-    model = training.model
+def profile_steps(training, steps=3):
+    """Share of TensorFlow op time by op type over a few training steps (a real trace).
 
-    @tf.function
-    def forward(batch):
-        return model.task_losses(batch, training=True)
+    Returns:
+      `{op_type: share}` for the ten largest, plus `other`; shares add up to 1.
+    """
+    import collections
+    import glob
+    import tempfile
 
-    @tf.function
-    def forward_backward(batch):
-        with tf.GradientTape() as tape:
-            losses = model.task_losses(batch, training=True)
-            total = tf.add_n([t.weight * losses[t.name] for t in model.tasks])
-        return tape.gradient(total, model.trainable_variables)
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    def timed(function):
-        function(batch)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t,
-                                  function(batch))
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    step = model.make_train_function()
-    data_iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    return {"forward_s": timed(forward), "forward_backward_s": timed(forward_backward),
-            "train_step_s": timed(lambda _: step(data_iterator))}
+    step = training.model.make_train_function()
+    iterator = iter(training.train_data.repeat())
+    step(iterator)  # traced before the trace starts
+    logdir = tempfile.mkdtemp(prefix="iclrec-profile-")
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+        step(iterator)
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as stream:
+        space.ParseFromString(stream.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                op_type = name.rsplit(":", 1)[-1].strip()
+                # "scope/op_name:OpType" is an executed op; the executor's own
+                # spans (Process, Run, the function call) contain those ops.
+                if ":" in name and op_type not in ("Process", "Run") \
+                        and not op_type.startswith("__inference"):
+                    seconds[op_type] += event.duration_ps * 1e-12
+    total = sum(seconds.values())
+    top = dict(seconds.most_common(10))
+    shares = {op: round(value / total, 3) for op, value in top.items()}
+    shares["other"] = round(1 - sum(top.values()) / total, 3)
+    return shares
 
 
 def main():
@@ -116,8 +129,7 @@ def main():
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if args.profile:
-        batch = next(iter(training.train_data))
-        figures["profile"] = {k: round(v, 4) for k, v in profile_step(training, batch).items()}
+        figures["op_time_share"] = profile_steps(training)
     print(f"# {platform.processor() or platform.machine()}, {tf.__version__}, "
           f"{args.dataset}, {config.num_blocks} blocks, batch {config.batch_size}",
           file=sys.stderr)
