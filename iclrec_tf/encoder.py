@@ -169,8 +169,8 @@ class SequenceEncoder(keras.layers.Layer):
     """Item ids -> one hidden state per position (SASRec, as in ICLRec).
 
     Args:
-      item_size: vocabulary size; id 0 is padding (its embedding row is
-        trained, as in the reference; the attention mask hides it).
+      item_size: vocabulary size; id 0 is padding: its embedding row is never
+        trained, as in the reference, and the attention mask hides it as a key.
       max_len: sequence length, the number of learned positions.
       hidden_size: model width (64 in the reference).
       num_blocks: transformer blocks.
@@ -227,7 +227,11 @@ class SequenceEncoder(keras.layers.Layer):
 
     def call(self, item_ids, training=None, last_position_only=False):
         positions = tf.range(tf.shape(item_ids)[1])
-        hidden = self.item_embeddings(item_ids) + self.position_embeddings(positions)[None]
+        items = self.item_embeddings(item_ids)
+        # The padding row keeps its initial values, as with PyTorch's padding_idx=0
+        # in the reference (its released weights still have the row at std 0.02).
+        items = tf.where((item_ids > 0)[..., None], items, tf.stop_gradient(items))
+        hidden = items + self.position_embeddings(positions)[None]
         hidden = self.dropout(self.layer_norm(hidden), training=training)  # (B, L, D)
         bias = attention_bias(item_ids)  # (B, 1, L, L)
         for index, block in enumerate(self.blocks):

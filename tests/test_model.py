@@ -43,7 +43,13 @@ def test_train_step_lowers_the_loss(data, contrast_type):
         return sum(task.weight * float(losses[task.name]) for task in model.tasks)
 
     before = model.task_losses(batch, training=False)
+    table_before = model.encoder.embedding_table.numpy().copy()
     logs = [model.train_on_batch(batch, return_dict=True) for _ in range(40)]
+    table_after = model.encoder.embedding_table.numpy()
+    # the padding row is frozen (PyTorch's padding_idx=0); item rows in the batch learn
+    np.testing.assert_array_equal(table_after[0], table_before[0])
+    used = np.unique(batch["input_ids"].numpy())
+    assert not np.allclose(table_after[used[used > 0]], table_before[used[used > 0]])
     after = model.task_losses(batch, training=False)
     assert set(logs[-1]) == {"loss"} | {task.name for task in model.tasks}
     assert total(after) < 0.8 * total(before)
