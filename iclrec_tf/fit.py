@@ -2,9 +2,12 @@
 
 The run directory (`--output-dir`, default `runs/<dataset>`) receives
 `config.json`, `history.csv` (one row per epoch: losses and `val_` metrics),
-`weights/` (the best epoch's weights) and `metrics.json`.
+`weights/` (the best epoch's weights) and `metrics.json`, and, unless `--logdir`
+moves them, the TensorBoard logs (`train/`, `validation/`, `projector/` and the
+run's own events; see `iclrec_tf.monitoring`).
 """
 
+import argparse
 import dataclasses
 import pathlib
 import sys
@@ -27,6 +30,12 @@ def build_parser():
                         help="train on the first N users only (quick experiments)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    parser.add_argument("--logdir", help="where the TensorBoard logs go (default: the run "
+                        "directory)")
+    parser.add_argument("--log-every", type=int, default=10, metavar="STEPS",
+                        help="also log the training scalars every N steps (0: once an epoch)")
+    parser.add_argument("--histograms", action=argparse.BooleanOptionalAction, default=False,
+                        help="log weight histograms every epoch (off: they cost time)")
     cli.add_config_flags(parser, exclude=("dataset",))
     return parser
 
@@ -109,7 +118,7 @@ def prepare_training(config, data):
     return Training(model, train_data, callbacks, early_stopping, evaluator)
 
 
-def train(config, data, run_dir, verbose=1):
+def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histograms=False):
     """Trains, validates every epoch, restores the best epoch and tests.
 
     Args:
@@ -117,16 +126,29 @@ def train(config, data, run_dir, verbose=1):
       data: the `SequenceData` to train on.
       run_dir: a `RunDirectory` to write into.
       verbose: Keras verbosity.
+      logdir: the TensorBoard log directory; None writes into `run_dir`.
+      log_every: also log the training scalars every this many steps (0: per epoch).
+      histograms: log weight histograms every epoch.
 
     Returns:
       The metrics dict written to `metrics.json`.
     """
     import tf_keras as keras
 
+    from iclrec_tf.intents import IntentClustering
+    from iclrec_tf.monitoring import ICLRecTensorBoard
     from iclrec_tf.rundir import HISTORY_FILE, METRICS_FILE
+    from iclrec_tf.validation import RankingValidation
 
     training = prepare_training(config, data)
-    callbacks = training.callbacks + [keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)))]
+    clustering = next((c for c in training.callbacks if isinstance(c, IntentClustering)), None)
+    validation = next(c for c in training.callbacks if isinstance(c, RankingValidation))
+    board = ICLRecTensorBoard(logdir or run_dir.path, config, data, clustering, validation,
+                              log_every=log_every, histograms=histograms)
+    # The board after validation (whose val_ metrics it logs) and early stopping
+    # (whose restored weights the Projector shows).
+    callbacks = training.callbacks + [
+        board, keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)))]
     start = time.perf_counter()
     history = training.model.fit(training.train_data, epochs=config.epochs,
                                  callbacks=callbacks, verbose=verbose)
@@ -144,6 +166,7 @@ def train(config, data, run_dir, verbose=1):
         "test_exclude": training.evaluator("test", "exclude")(),
     }
     _phase("Test", start)
+    board.write_results(metrics)
     run_dir.save_weights(training.model)
     run_dir.write_json(METRICS_FILE, metrics)
     return metrics
@@ -158,6 +181,8 @@ def main(argv=None):
         args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
     if args.max_users is not None and args.max_users < 1:
         raise ConfigError(f"--max-users must be a positive integer, got {args.max_users}")
+    if args.log_every < 0:
+        raise ConfigError(f"--log-every must be a non-negative integer, got {args.log_every}")
     output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(args.dataset).stem
     run_dir = RunDirectory(output_dir, create=True)
 
@@ -168,10 +193,12 @@ def main(argv=None):
     _phase(f"Data: {data.num_users} users, {data.max_item} items, "
            f"{len(data.items)} interactions", start)
     run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
-    metrics = train(config, data, run_dir, verbose=args.verbose)
+    metrics = train(config, data, run_dir, verbose=args.verbose, logdir=args.logdir,
+                    log_every=args.log_every, histograms=args.histograms)
     test = ", ".join(f"{name} {value:.4f}" for name, value in metrics["test"].items())
     print(f"Best epoch {metrics['best_epoch']}; test ({config.validation_protocol}): {test}")
-    print(f"Wrote {run_dir.path}", flush=True)
+    print(f"Wrote {run_dir.path}; TensorBoard: tensorboard --logdir "
+          f"{pathlib.Path(args.logdir or run_dir.path).parent}", flush=True)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 `ICLRecTensorBoard` is Keras's `TensorBoard` callback (losses, validation
 metrics, weight histograms, in the `train/` and `validation/` runs) plus what an
-ICLRec run needs and Keras does not write: the learning rate and steps/s, the
-health of every E-step's clustering and the seconds of each phase, the run's
+ICLRec run needs and Keras does not write: the learning rate (Keras logs only
+schedules) and steps/s over the training steps alone (Keras's own count the
+validation too), the health of every E-step's clustering and the seconds of
+each phase, the run's
 configuration for the HParams dashboard, and the item embeddings and intent
 prototypes for the Projector (in the log directory itself, the HParams
 "session"). `write_results` adds the best-epoch validation and test metrics at
@@ -107,14 +109,16 @@ class ICLRecTensorBoard(keras.callbacks.TensorBoard):
         self.log_every = log_every
 
     def _implements_train_batch_hooks(self):
-        # Keras calls TensorBoard's batch hooks only to trace or time steps;
-        # ours time every step and write the `batch_` scalars.
+        # tf_keras asks for TensorBoard's batch hooks only to trace or to time
+        # steps, so `update_freq=N` alone writes no `batch_` scalars
+        # (keras-team/tf-keras#641). Ours time every step and write them.
         return True
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._writer = tf.summary.create_file_writer(self.log_dir)
         self._estep_results_seen = 0
+        self._steps = 0  # counts like `fit`'s step counter, which restarts at 0
         self._window_steps, self._window_seconds = 0, 0.0
         self._write_hparams()
 
@@ -136,13 +140,16 @@ class ICLRecTensorBoard(keras.callbacks.TensorBoard):
         self._epoch_step_seconds += seconds
         self._window_steps += 1
         self._window_seconds += seconds
-        # Keras records `batch_` scalars only on every `log_every`-th step, so
-        # the rate covers the steps since the last record.
-        logs = {**(logs or {}), "learning_rate": self.model.optimizer.learning_rate,
-                "steps_per_second": self._window_steps / self._window_seconds}
-        if self.log_every and self._window_steps >= self.log_every:
+        self._steps += 1
+        # Keras writes `batch_` scalars on every `log_every`-th step only; on the
+        # others it would just evaluate its `record_if` (eager ops, ~2 ms a step
+        # on 2 cores), so they skip it. The rate covers the steps since the
+        # previous point, and only their time (no E-step or validation).
+        if self.log_every and self._steps % self.log_every == 0:
+            logs = {**(logs or {}), "learning_rate": self.model.optimizer.learning_rate,
+                    "steps_per_second": self._window_steps / self._window_seconds}
             self._window_steps, self._window_seconds = 0, 0.0
-        super().on_train_batch_end(batch, logs)
+            super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         # A copy: History and CSVLogger keep only the model's own logs.
@@ -206,7 +213,10 @@ class ICLRecTensorBoard(keras.callbacks.TensorBoard):
         self._writer.flush()
 
     def _write_projector(self):
-        """Item embeddings (id, training count) and prototypes (id, users), as TSV."""
+        """Item embeddings (id, training count) and prototypes (id, users), as TSV.
+
+        A prototype's users are -1 if no E-step of this `fit` made the centroids.
+        """
         from tensorboard.plugins import projector
 
         folder = pathlib.Path(self.log_dir) / PROJECTOR_DIR

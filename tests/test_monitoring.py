@@ -156,7 +156,7 @@ def test_histograms_flag_and_a_run_without_intents(tmp_path):
                          max_seq_length=10, batch_size=16, eval_batch_size=64).validate()
     run = monitored_fit(config, data, tmp_path / "run", histograms=True)
     train = read_events(tmp_path / "run" / "train")
-    assert "encoder/item_embeddings/embeddings_0/histogram" in train
+    assert "iclrec/encoder/item_embeddings/embeddings_0/histogram" in train
     assert not any(tag.startswith("batch_") for tag in train)  # log_every=0: epochs only
     session = read_events(tmp_path / "run")
     assert not any(tag.startswith("intents/") for tag in session)
