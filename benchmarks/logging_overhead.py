@@ -31,9 +31,7 @@ import tf_keras as keras
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data import load_sequences, resolve_dataset
 from iclrec_tf.fit import prepare_training
-from iclrec_tf.intents import IntentClustering
 from iclrec_tf.monitoring import ICLRecTensorBoard
-from iclrec_tf.validation import RankingValidation
 
 
 class Clock(keras.callbacks.Callback):
@@ -70,8 +68,7 @@ def main():
     if args.max_users:
         data = data.subset(min(args.max_users, data.num_users))
     training = prepare_training(config, data)
-    clustering = next((c for c in training.callbacks if isinstance(c, IntentClustering)), None)
-    validation = next(c for c in training.callbacks if isinstance(c, RankingValidation))
+    clustering, validation = training.clustering, training.validation
     board = ICLRecTensorBoard(tempfile.mkdtemp(prefix="logging-overhead-"), config, data,
                               clustering, validation, log_every=args.log_every)
     # An epoch runs from `first`'s epoch begin (before the E-step) to `last`'s

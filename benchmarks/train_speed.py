@@ -27,8 +27,6 @@ import tf_keras as keras
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data import load_sequences, resolve_dataset
 from iclrec_tf.fit import prepare_training
-from iclrec_tf.intents import IntentClustering
-from iclrec_tf.validation import RankingValidation
 
 
 class Stopwatch(keras.callbacks.Callback):
@@ -117,8 +115,7 @@ def main():
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     stopwatch = Stopwatch()
-    estep = next(c for c in training.callbacks if isinstance(c, IntentClustering))
-    validation = next(c for c in training.callbacks if isinstance(c, RankingValidation))
+    estep, validation = training.clustering, training.validation
     training.model.fit(training.train_data, epochs=2, verbose=2,
                        callbacks=[stopwatch, estep, validation, _CloseEpoch(stopwatch)])
     figures = {

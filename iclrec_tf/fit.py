@@ -65,6 +65,8 @@ class Training:
       model: the compiled `ICLRecModel`.
       train_data: the training pipeline.
       callbacks: E-step (if the variant uses intents), validation, early stopping.
+      clustering: the `IntentClustering` among `callbacks`, or None.
+      validation: the `RankingValidation` among `callbacks`.
       early_stopping: the `EarlyStopping` among `callbacks`.
       evaluator: `evaluator(split, protocol)` -> a `RankingEvaluator`.
     """
@@ -72,6 +74,8 @@ class Training:
     model: object
     train_data: object
     callbacks: list
+    clustering: object
+    validation: object
     early_stopping: object
     evaluator: object
 
@@ -105,17 +109,19 @@ def prepare_training(config, data):
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_NDCG@20", mode="max", patience=config.patience,
         restore_best_weights=True, verbose=1)
-    callbacks = []
+    clustering = None
     if config.uses_intents:
-        callbacks.append(IntentClustering(
+        clustering = IntentClustering(
             pipelines.estep(config.eval_batch_size), config.num_intent_clusters,
-            seed=config.seed, warm_up_epochs=config.warm_up_epochs))
-    callbacks += [RankingValidation(evaluator("valid")), early_stopping]
+            seed=config.seed, warm_up_epochs=config.warm_up_epochs)
+    validation = RankingValidation(evaluator("valid"))
+    callbacks = [c for c in (clustering, validation, early_stopping) if c is not None]
     train_data = pipelines.train(
         config.batch_size, config.seed, config.augmentation,
         {"crop": config.crop_ratio, "mask": config.mask_ratio,
          "reorder": config.reorder_ratio})
-    return Training(model, train_data, callbacks, early_stopping, evaluator)
+    return Training(model, train_data, callbacks, clustering, validation, early_stopping,
+                    evaluator)
 
 
 def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histograms=False):
@@ -135,16 +141,12 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
     """
     import tf_keras as keras
 
-    from iclrec_tf.intents import IntentClustering
     from iclrec_tf.monitoring import ICLRecTensorBoard
     from iclrec_tf.rundir import HISTORY_FILE, METRICS_FILE
-    from iclrec_tf.validation import RankingValidation
 
     training = prepare_training(config, data)
-    clustering = next((c for c in training.callbacks if isinstance(c, IntentClustering)), None)
-    validation = next(c for c in training.callbacks if isinstance(c, RankingValidation))
-    board = ICLRecTensorBoard(logdir or run_dir.path, config, data, clustering, validation,
-                              log_every=log_every, histograms=histograms)
+    board = ICLRecTensorBoard(logdir or run_dir.path, config, data, training.clustering,
+                              training.validation, log_every=log_every, histograms=histograms)
     # The board after validation (whose val_ metrics it logs) and early stopping
     # (whose restored weights the Projector shows).
     callbacks = training.callbacks + [

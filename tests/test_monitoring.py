@@ -14,10 +14,9 @@ from conftest import synthetic_sequences, write_dataset
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data import SequenceData, load_sequences
 from iclrec_tf.fit import prepare_training
-from iclrec_tf.intents import ClusteringResult, IntentClustering
+from iclrec_tf.intents import ClusteringResult
 from iclrec_tf.metrics import METRIC_NAMES
 from iclrec_tf.monitoring import ICLRecTensorBoard, cluster_health, item_interaction_counts
-from iclrec_tf.validation import RankingValidation
 
 LOSSES = ("loss", "rec_loss", "seqcl_loss", "icl_loss")
 INTENT_TAGS = tuple(f"intents/{name}" for name in (
@@ -38,8 +37,7 @@ class MonitoredRun:
 def monitored_fit(config, data, log_dir, log_every=0, histograms=False):
     """What `fit.train` does once monitoring is wired in: fit, test, write the results."""
     training = prepare_training(config, data)
-    clustering = next((c for c in training.callbacks if isinstance(c, IntentClustering)), None)
-    validation = next(c for c in training.callbacks if isinstance(c, RankingValidation))
+    clustering, validation = training.clustering, training.validation
     board = ICLRecTensorBoard(log_dir, config, data, clustering, validation,
                               log_every=log_every, histograms=histograms)
     history = training.model.fit(training.train_data, epochs=config.epochs, verbose=0,
