@@ -16,11 +16,22 @@ from sklearn.cluster import MiniBatchKMeans
 from iclrec_tf.model import sequence_representation
 
 
-def encode_representations(model, dataset):
-    """[num_sequences, hidden] inference-mode mean-pooled encodings of `dataset`."""
-    encode = tf.function(
-        lambda ids: sequence_representation(model(ids, training=False)),
-        reduce_retracing=True)
+def representation_encoder(model):
+    """A traced function: item ids [batch, len] -> mean-pooled encodings [batch, hidden]."""
+    return tf.function(lambda ids: sequence_representation(model(ids, training=False)),
+                       reduce_retracing=True)
+
+
+def encode_representations(model, dataset, encoder=None):
+    """[num_sequences, hidden] inference-mode mean-pooled encodings of `dataset`.
+
+    Args:
+      model: the `ICLRecModel`.
+      dataset: batches of item ids.
+      encoder: a `representation_encoder(model)` to reuse across calls, so
+        that the function is traced once rather than at every E-step.
+    """
+    encode = encoder or representation_encoder(model)
     return np.concatenate([encode(batch).numpy() for batch in dataset])
 
 
@@ -85,12 +96,13 @@ class IntentClustering(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.results = []
+        self._encoder = representation_encoder(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch < self.warm_up_epochs:
             return
         start = time.perf_counter()
-        representations = encode_representations(self.model, self.dataset)
+        representations = encode_representations(self.model, self.dataset, self._encoder)
         result = fit_intents(representations, self.num_clusters, self.seed)
         self.model.set_centroids(result.centroids)
         result.seconds = time.perf_counter() - start
