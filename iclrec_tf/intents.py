@@ -93,6 +93,7 @@ class IntentClustering(keras.callbacks.Callback):
         self.warm_up_epochs = warm_up_epochs
         self.verbose = verbose
         self.results = []
+        self._encoder = None
 
     def on_train_begin(self, logs=None):
         self.results = []
