@@ -2,18 +2,21 @@
 
     python benchmarks/serve_latency.py --model-dir saved_models/toys/1
 
-The SavedModel is loaded with `tf.saved_model.load` and called in-process, as
-TF Serving runs it minus the RPC. Requests are real users' test histories
-(the whole history, as a client sends it), left-padded to the longest of their
-batch; tensors are built before the clock starts, outputs are fetched as numpy
-inside it. Prints one JSON object on its last line:
+The SavedModel is loaded with `tf.saved_model.load` and its signature called
+in-process: model time, without TF Serving's request parsing and RPC. Requests
+are real users' test histories (the whole history, as a client sends it),
+left-padded to the longest of their batch; tensors are built before the clock
+starts, outputs are fetched as numpy inside it. Prints one JSON object on its last line:
 
 - `p50_ms_b1`, `p99_ms_b1`: latency of one-user requests.
 - `users_per_s_b256`: throughput with 256 users per request.
 - `users_per_s_b256_full_window`: the same when every history fills the
   model's window (the worst case; the median Toys history has 5 items).
-- `k`, `users`, `load_average`: what was measured, and how busy the machine
-  was (another process on the cores slows every figure).
+- `users_per_cpu_s_b256`: users of the 256-user requests per CPU-second this
+  process used; less sensitive than wall-clock time to other processes.
+- `k`, `users`, `threads`, `load_average`: what was measured (`threads` null:
+  TensorFlow's default), and how busy the machine was (another process on the
+  cores slows every figure).
 """
 
 import json
@@ -47,6 +50,9 @@ def build_parser():
                         help="256-user requests timed, per kind (default 40)")
     parser.add_argument("--max-len", type=int, default=TrainConfig.max_seq_length,
                         help="the model's window, to pick full-window users (default %(default)s)")
+    parser.add_argument("--threads", type=int,
+                        help="TensorFlow intra- and inter-op threads (default: TensorFlow's "
+                        "choice, one per core); 1 gives per-core figures")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -57,27 +63,37 @@ def left_padded(rows):
 
 
 def seconds_per_call(signature, requests):
-    """Wall-clock seconds of each call, after `WARM_UP_CALLS` untimed ones."""
+    """Wall-clock seconds of each call, after `WARM_UP_CALLS` untimed ones.
+
+    Returns:
+      [len(requests)] wall seconds, and the CPU seconds this process used for all.
+    """
     for item_ids in requests[:WARM_UP_CALLS]:
         signature(item_ids=item_ids)
     seconds = []
+    cpu_start = time.process_time()
     for item_ids in requests:
         start = time.perf_counter()
         {name: value.numpy() for name, value in signature(item_ids=item_ids).items()}
         seconds.append(time.perf_counter() - start)
-    return np.array(seconds)
+    return np.array(seconds), time.process_time() - cpu_start
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.requests < 1 or args.batches < 1:
-        raise ConfigError("--requests and --batches must be positive integers")
+    for flag in ("requests", "batches", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be a positive integer, got {value}")
     model_dir = pathlib.Path(args.model_dir)
     if not (model_dir / "saved_model.pb").is_file():
         raise ConfigError(f"--model-dir {model_dir}: no saved_model.pb; pass a version "
                           "directory such as saved_models/toys/1")
     import tensorflow as tf
 
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     rng = np.random.default_rng(args.seed)
@@ -89,17 +105,19 @@ def main(argv=None):
     everyone = np.arange(data.num_users)
     long_histories = everyone[data.lengths > args.max_len]
     load_before = os.getloadavg()[0]
-    one_user = seconds_per_call(signature, requests(everyone, args.requests, 1))
+    one_user, _ = seconds_per_call(signature, requests(everyone, args.requests, 1))
     print(f"batch 1: p50 {np.median(one_user) * 1e3:.2f} ms", file=sys.stderr, flush=True)
-    batched = seconds_per_call(signature, requests(everyone, args.batches, BATCH))
-    full = seconds_per_call(signature, requests(long_histories, args.batches, BATCH))
+    batched, batched_cpu = seconds_per_call(signature, requests(everyone, args.batches, BATCH))
+    full, _ = seconds_per_call(signature, requests(long_histories, args.batches, BATCH))
     print(json.dumps({
         "p50_ms_b1": round(float(np.percentile(one_user, 50)) * 1e3, 3),
         "p99_ms_b1": round(float(np.percentile(one_user, 99)) * 1e3, 3),
         "users_per_s_b256": round(BATCH * len(batched) / float(batched.sum())),
         "users_per_s_b256_full_window": round(BATCH * len(full) / float(full.sum())),
+        "users_per_cpu_s_b256": round(BATCH * len(batched) / batched_cpu),
         "k": int(signature.structured_outputs["item_ids"].shape[1]),
         "users": data.num_users,
+        "threads": args.threads,
         "load_average": round(max(load_before, os.getloadavg()[0]), 2),
     }))
     return 0

@@ -181,7 +181,8 @@ class SequenceEncoder(keras.layers.Layer):
         and embedding.
 
     Call arguments:
-      item_ids: [batch, max_len] int, left-padded with 0.
+      item_ids: [batch, max_len] int, left-padded with 0; a narrower window is
+        taken as the last positions.
       training: whether dropout is active.
       last_position_only: compute the last block for the last position only.
 
@@ -226,7 +227,9 @@ class SequenceEncoder(keras.layers.Layer):
         ]
 
     def call(self, item_ids, training=None, last_position_only=False):
-        positions = tf.range(tf.shape(item_ids)[1])
+        # A window narrower than max_len holds the last positions of a left-padded
+        # sequence (serving trims padding the last position cannot see).
+        positions = tf.range(self.max_len - tf.shape(item_ids)[1], self.max_len)
         items = self.item_embeddings(item_ids)
         # The padding row keeps its initial values, as with PyTorch's padding_idx=0
         # in the reference (its released weights still have the row at std 0.02).

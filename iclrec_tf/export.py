@@ -33,7 +33,6 @@ import tensorflow as tf
 
 from iclrec_tf import cli
 from iclrec_tf.config import ConfigError
-from iclrec_tf.encoder import attention_bias
 from iclrec_tf.model import build_model, sequence_representation
 from iclrec_tf.rundir import RunDirectory, RunDirectoryError
 
@@ -65,24 +64,6 @@ def recent_window(item_ids, max_len):
     return window, tf.minimum(tf.reduce_sum(tf.cast(is_item, tf.int64), axis=1), max_len)
 
 
-def _encode_trimmed(encoder, window):
-    """[batch, hidden] `encoder`'s last hidden state for a window of its last positions.
-
-    `SequenceEncoder.call` numbers positions from 0 at the left, which is right
-    only for full windows; a window of width w of a left-padded sequence holds
-    positions `max_len - w .. max_len - 1`. The last position does not attend
-    to the padding cut off, so the result equals the full window's.
-    """
-    width = window.shape[1]
-    positions = tf.range(encoder.max_len - width, encoder.max_len)
-    hidden = encoder.item_embeddings(window) + encoder.position_embeddings(positions)[None]
-    hidden = encoder.layer_norm(hidden)  # (B, w, D)
-    bias = attention_bias(window)
-    for block in encoder.blocks:
-        hidden = block(hidden, bias, training=False)
-    return hidden[:, -1, :]
-
-
 def last_hidden(encoder, window, lengths):
     """[batch, hidden] inference hidden state at the last position of `window`.
 
@@ -99,6 +80,7 @@ def last_hidden(encoder, window, lengths):
     max_len = encoder.max_len
     widths = [w for w in BUCKET_WIDTHS if w < max_len] + [max_len]
     lengths = tf.where(lengths > 0, lengths, max_len)
+    # The number of widths a row is longer than: the index of the first that holds it.
     bucket = tf.reduce_sum(
         tf.cast(lengths[:, None] > tf.constant(widths[:-1], tf.int64)[None, :], tf.int32), axis=1)
     rows = tf.dynamic_partition(tf.range(tf.shape(window)[0]), bucket, len(widths))
@@ -106,8 +88,10 @@ def last_hidden(encoder, window, lengths):
     empty = tf.zeros([0, encoder.hidden_size])
     # The cond skips the ~300 ops of an empty group: most of a small batch's latency.
     hidden = [tf.cond(tf.size(part) > 0,
-                      lambda part=part, width=width: _encode_trimmed(
-                          encoder, part[:, max_len - width:]),
+                      # The last position sees no padding: trimming it is exact.
+                      lambda part=part, width=width: encoder(
+                          part[:, max_len - width:], training=False,
+                          last_position_only=True)[:, -1, :],
                       lambda: empty)
               for part, width in zip(parts, widths, strict=True)]
     return tf.dynamic_stitch(rows, hidden)
@@ -119,12 +103,6 @@ def _checked(item_ids, item_size):
     check = tf.debugging.Assert(known, [f"item_ids must be in 0..{item_size - 1} (0 is padding)"])
     with tf.control_dependencies([check]):
         return tf.identity(item_ids)
-
-
-def _centroid_distances(representations, centroids):
-    """[batch, K] `||c||^2 - 2 r.c`: `ICLRecModel.assign_intents`' distances, up to `||r||^2`."""
-    return (tf.reduce_sum(tf.square(centroids), axis=1)[None, :]
-            - 2.0 * tf.matmul(representations, centroids, transpose_b=True))
 
 
 def serving_module(model, top_k=100, keep_history=False, mask_id=None):
@@ -172,7 +150,8 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
         rows = tf.broadcast_to(tf.range(tf.shape(excluded, out_type=tf.int64)[0])[:, None],
                                tf.shape(excluded, out_type=tf.int64))
         indices = tf.reshape(tf.stack([rows, excluded], axis=-1), [-1, 2])
-        # Removed, not zero-scored: a negative score would otherwise rank below them.
+        # Removed (-inf), not zero-scored as the reference protocol does: at 0 they
+        # would outrank every item with a negative score.
         scores = tf.tensor_scatter_nd_update(
             scores, indices, tf.fill(tf.shape(indices)[:1], float("-inf")))
         top = tf.math.top_k(scores, k=top_k)
@@ -187,7 +166,7 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
         def intent(item_ids):
             window, _ = recent_window(_checked(item_ids, item_size), max_len)
             representation = sequence_representation(model(window, training=False))
-            distances = _centroid_distances(representation, model.intent_centroids)
+            distances = model.intent_distances(representation)
             return {"intent_id": tf.cast(model.assign_intents(representation), tf.int64),
                     "probabilities": tf.nn.softmax(-distances, axis=1)}
 
@@ -279,6 +258,9 @@ def main(argv=None):
     model = build_model(config, checkpoint_item_size(weights))
     model.load_weights(weights).expect_partial()
     version_dir = export_saved_model(model, args.model_dir, args.top_k, args.keep_history)
+    if not model.intents_ready.numpy():
+        print(f"{args.run} fitted no intents (contrast type {config.contrast_type!r}): "
+              "the export has no intent signature", file=sys.stderr)
     print(version_dir, flush=True)
     return 0
 

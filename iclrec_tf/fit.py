@@ -36,6 +36,12 @@ def build_parser():
                         help="also log the training scalars every N steps (0: once an epoch)")
     parser.add_argument("--histograms", action=argparse.BooleanOptionalAction, default=False,
                         help="log weight histograms every epoch (off: they cost time)")
+    parser.add_argument("--export", metavar="NAME",
+                        help="after training, export a SavedModel to saved_models/NAME/<version>")
+    parser.add_argument("--top-k", type=int, default=100,
+                        help="with --export: recommendations per user (default 100)")
+    parser.add_argument("--keep-history", action="store_true",
+                        help="with --export: allow recommending the user's own items")
     cli.add_config_flags(parser, exclude=("dataset",))
     return parser
 
@@ -124,7 +130,8 @@ def prepare_training(config, data):
                     evaluator)
 
 
-def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histograms=False):
+def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histograms=False,
+          export_dir=None, top_k=100, keep_history=False):
     """Trains, validates every epoch, restores the best epoch and tests.
 
     Args:
@@ -135,9 +142,13 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
       logdir: the TensorBoard log directory; None writes into `run_dir`.
       log_every: also log the training scalars every this many steps (0: per epoch).
       histograms: log weight histograms every epoch.
+      export_dir: a TF Serving model base path to export the trained model to.
+      top_k: k of the export's `serving_default`.
+      keep_history: whether the export may recommend a user's own items.
 
     Returns:
-      The metrics dict written to `metrics.json`.
+      The metrics dict written to `metrics.json`, and the exported version
+      directory (None without `export_dir`).
     """
     import tf_keras as keras
 
@@ -171,7 +182,13 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
     board.write_results(metrics)
     run_dir.save_weights(training.model)
     run_dir.write_json(METRICS_FILE, metrics)
-    return metrics
+    version_dir = None
+    if export_dir is not None:
+        from iclrec_tf.export import export_saved_model
+
+        version_dir = export_saved_model(training.model, export_dir, top_k, keep_history,
+                                         mask_id=data.mask_id)
+    return metrics, version_dir
 
 
 def main(argv=None):
@@ -194,13 +211,21 @@ def main(argv=None):
         data = data.subset(min(args.max_users, data.num_users))
     _phase(f"Data: {data.num_users} users, {data.max_item} items, "
            f"{len(data.items)} interactions", start)
+    if args.export is not None and not 1 <= args.top_k <= data.max_item:
+        raise ConfigError(f"--top-k must be an integer in 1..{data.max_item} (the number "
+                          f"of items), got {args.top_k}")
     run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
-    metrics = train(config, data, run_dir, verbose=args.verbose, logdir=args.logdir,
-                    log_every=args.log_every, histograms=args.histograms)
+    export_dir = None if args.export is None else pathlib.Path("saved_models") / args.export
+    metrics, version_dir = train(
+        config, data, run_dir, verbose=args.verbose, logdir=args.logdir,
+        log_every=args.log_every, histograms=args.histograms, export_dir=export_dir,
+        top_k=args.top_k, keep_history=args.keep_history)
     test = ", ".join(f"{name} {value:.4f}" for name, value in metrics["test"].items())
     print(f"Best epoch {metrics['best_epoch']}; test ({config.validation_protocol}): {test}")
     print(f"Wrote {run_dir.path}; TensorBoard: tensorboard --logdir "
           f"{pathlib.Path(args.logdir or run_dir.path).parent}", flush=True)
+    if version_dir is not None:
+        print(version_dir, flush=True)
     return 0
 
 

@@ -76,12 +76,15 @@ class ICLRecModel(keras.Model):
         self.intent_centroids.assign(tf.convert_to_tensor(centroids, tf.float32))
         self.intents_ready.assign(True)
 
+    def intent_distances(self, representations):
+        """[batch, K] squared L2 distances to the centroids, less the constant `||r||^2`."""
+        centroids = self.intent_centroids
+        return (tf.reduce_sum(tf.square(centroids), axis=1)[None, :]
+                - 2.0 * tf.matmul(representations, centroids, transpose_b=True))
+
     def assign_intents(self, representations):
         """[batch] index of the centroid nearest (L2) to each representation."""
-        centroids = self.intent_centroids
-        distances = (tf.reduce_sum(tf.square(centroids), axis=1)[None, :]
-                     - 2.0 * tf.matmul(representations, centroids, transpose_b=True))
-        return tf.argmin(distances, axis=1, output_type=tf.int32)
+        return tf.argmin(self.intent_distances(representations), axis=1, output_type=tf.int32)
 
     def prototypes(self, intent_ids):
         """[batch, hidden] the L2-normalised centroids of `intent_ids`."""

@@ -19,10 +19,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import reference_dir
 
 from iclrec_tf import cli, export
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.data import DATA_DIR_ENV, load_sequences, resolve_dataset
 from iclrec_tf.intents import encode_representations
 from iclrec_tf.metrics import RankingEvaluator, ranking_metrics
 from iclrec_tf.model import build_model, sequence_representation
@@ -32,7 +32,7 @@ from iclrec_tf.rundir import CONFIG_FILE, RunDirectory
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVE_DIR = REPO / "pipelines" / "serve"
-REFERENCE_WEIGHTS = REPO.parent / "shared" / "reference" / "ICLRec-Toys_and_Games-1.npz"
+REFERENCE_WEIGHTS = reference_dir() / "ICLRec-Toys_and_Games-1.npz"
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).with_name("saved_model_cli")
 PROG = "python -m iclrec_tf.export"
 TOP_K = 100
@@ -50,13 +50,6 @@ np.savez(sys.argv[3], **{name: value.numpy() for name, value in outputs.items()}
 ours = {"iclrec_tf", "tensorflow_recommenders", "tf_keras"}
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & ours)))
 """
-
-
-@pytest.fixture(scope="module")
-def toys():
-    """Toys from `$ICLREC_DATA_DIR`, else the shared data folder beside the checkout."""
-    data_dir = os.environ.get(DATA_DIR_ENV, REPO.parent / "shared" / "data")
-    return load_sequences(resolve_dataset("toys", data_dir))
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +276,16 @@ def test_long_empty_and_one_item_histories_are_served(served, model, toys):
     rows = [np.array([], np.int64), np.array([7])]
     assert_same_top_k(call(served, "serving_default", [[0, 0], [0, 7]]),
                       *model_top_k(model, rows, toys.mask_id))
+
+
+def test_slots_without_a_candidate_are_minus_one(served, toys):
+    left = [3, 77, 500]
+    everything_else = np.setdiff1d(np.arange(1, toys.max_item + 1), left)
+    outputs = call(served, "serving_default", [everything_else])
+    assert sorted(outputs["item_ids"][0, :3]) == left
+    assert np.isfinite(outputs["scores"][0, :3]).all()
+    assert (outputs["item_ids"][0, 3:] == -1).all()
+    assert (outputs["scores"][0, 3:] == -np.inf).all()
 
 
 def test_padding_may_be_on_either_side(served):
