@@ -14,8 +14,6 @@ Projector files). `--max-users N` trains on the first N users, to bound the time
 
 import argparse
 import collections
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,8 +23,8 @@ import time
 import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
-import tensorflow as tf
 import tf_keras as keras
+from report import print_figures
 
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data import load_sequences, resolve_dataset
@@ -104,10 +102,7 @@ def main():
         "overhead_pct": round(100 * (with_logging - without) / without, 2),
         **{name: round(statistics.median(values), 2) for name, values in once.items()},
     }
-    print(f"# {platform.processor() or platform.machine()}, {tf.__version__}, "
-          f"{args.dataset}, {config.num_blocks} blocks, batch {config.batch_size}",
-          file=sys.stderr)
-    print(json.dumps(figures))
+    print_figures(figures, args.dataset, config)
 
 
 if __name__ == "__main__":

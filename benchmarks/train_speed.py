@@ -10,11 +10,8 @@ TensorFlow op time by op type in a traced training step.
 """
 
 import argparse
-import json
-import platform
 import resource
 import statistics
-import sys
 import time
 
 # isort: off
@@ -23,6 +20,7 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 # isort: on
 import tensorflow as tf
 import tf_keras as keras
+from report import print_figures
 
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data import load_sequences, resolve_dataset
@@ -127,10 +125,7 @@ def main():
     }
     if args.profile:
         figures["op_time_share"] = profile_steps(training)
-    print(f"# {platform.processor() or platform.machine()}, {tf.__version__}, "
-          f"{args.dataset}, {config.num_blocks} blocks, batch {config.batch_size}",
-          file=sys.stderr)
-    print(json.dumps(figures))
+    print_figures(figures, args.dataset, config)
 
 
 if __name__ == "__main__":
