@@ -120,5 +120,12 @@ class TrainConfig:
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
+def check_top_k(top_k, num_items):
+    """Raises `ConfigError` unless `top_k` is an integer in `1..num_items`."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
+        raise ConfigError(f"--top-k must be an integer in 1..{num_items} (the number of "
+                          f"items), got {top_k!r}")
+
+
 def _flag(name):
     return "--" + name.replace("_", "-")

@@ -32,7 +32,7 @@ import tempfile
 import tensorflow as tf
 
 from iclrec_tf import cli
-from iclrec_tf.config import ConfigError
+from iclrec_tf.config import ConfigError, check_top_k
 from iclrec_tf.model import build_model, sequence_representation
 from iclrec_tf.rundir import RunDirectory, RunDirectoryError
 
@@ -126,9 +126,7 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
     item_size, max_len = encoder.item_size, encoder.max_len
     mask_id = item_size - 1 if mask_id is None else mask_id
     num_items = item_size - len({0, mask_id})
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_items:
-        raise ConfigError(f"--top-k must be an integer in 1..{num_items} (the number of "
-                          f"items), got {top_k!r}")
+    check_top_k(top_k, num_items)
     never = tf.constant([[0, mask_id]], tf.int64)
 
     module = tf.Module(name="iclrec_serving")

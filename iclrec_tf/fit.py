@@ -14,7 +14,7 @@ import sys
 import time
 
 from iclrec_tf import cli
-from iclrec_tf.config import ConfigError, TrainConfig
+from iclrec_tf.config import ConfigError, TrainConfig, check_top_k
 
 
 def build_parser():
@@ -211,9 +211,8 @@ def main(argv=None):
         data = data.subset(min(args.max_users, data.num_users))
     _phase(f"Data: {data.num_users} users, {data.max_item} items, "
            f"{len(data.items)} interactions", start)
-    if args.export is not None and not 1 <= args.top_k <= data.max_item:
-        raise ConfigError(f"--top-k must be an integer in 1..{data.max_item} (the number "
-                          f"of items), got {args.top_k}")
+    if args.export is not None:
+        check_top_k(args.top_k, data.max_item)  # before training, not after it
     run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
     export_dir = None if args.export is None else pathlib.Path("saved_models") / args.export
     metrics, version_dir = train(
