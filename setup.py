@@ -16,8 +16,12 @@ setup(
         "scikit-learn>=1.5,<2",
         "tensorboard>=2.21,<2.22",
         "numpy>=1.26,<3",
+        # pipelines/prepare.py: streaming CSV reading (docs/BENCHMARKS.md).
+        "pyarrow>=16,<27",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "ruff>=0.6,<1"],
+        # benchmarks/prepare_speed.py --compare: the reader it was chosen against.
+        "bench": ["pandas>=2.2,<4"],
     },
 )

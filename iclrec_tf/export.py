@@ -18,6 +18,11 @@ int64 `[batch, any length]`, the user's history oldest first, 0 for padding
   states, and `probabilities` float32 `[batch, K]`, a softmax over the negative
   squared L2 distances to the centroids, whose argmax is `intent_id`.
 
+A run trained on a dataset from `pipelines/prepare.py` has `items.txt` (its
+raw item ids). Its `serving_default` then takes and returns those raw ids,
+tf.string (`add_item_names`), and the integer one above is `serving_item_ids`;
+`encode` and `intent` stay integer.
+
 A version is written to a temporary directory next to the others and renamed
 to the next free integer, so TF Serving never sees a half-written version.
 """
@@ -35,8 +40,10 @@ from iclrec_tf import cli
 from iclrec_tf.config import ConfigError, check_top_k
 from iclrec_tf.model import build_model, sequence_representation
 from iclrec_tf.rundir import RunDirectory, RunDirectoryError
+from iclrec_tf.vocabulary import run_vocabulary
 
 ITEM_IDS = tf.TensorSpec([None, None], tf.int64, name="item_ids")
+ITEM_NAMES = tf.TensorSpec([None, None], tf.string, name="item_ids")
 # The key `SequenceEncoder.item_embeddings` has in a `RunDirectory` checkpoint.
 ITEM_EMBEDDINGS_KEY = "encoder/item_embeddings/embeddings/.ATTRIBUTES/VARIABLE_VALUE"
 # Histories are short (Toys: median 5 items), so encoding each row at the
@@ -173,13 +180,59 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
     return module
 
 
+def add_item_names(module, vocabulary, num_items):
+    """Gives `module` `recommend_names`: `recommend` in raw string item ids.
+
+    The vocabulary is a `tf.lookup.StaticHashTable` built from constants, so it
+    is inside the SavedModel: TF Serving needs no asset file beside it.
+
+    Args:
+      module: a `serving_module`; its `recommend` is wrapped, not copied.
+      vocabulary: list of str, `vocabulary[i - 1]` the raw id of item `i`
+        (`items.txt`); ids beyond `num_items` are not served.
+      num_items: the largest item id of the model (`item_size - 2`).
+
+    Returns:
+      `module`, with `recommend_names`, a `tf.function` of `item_ids`, tf.string
+      `[batch, any length]` ("" for padding), returning `item_ids` tf.string
+      `[batch, k]` ("" in a slot without a candidate), `scores` float32
+      `[batch, k]` and `unknown_ids` int64 `[batch]`: the request's non-empty
+      ids the vocabulary does not hold, ignored as padding is.
+
+    Raises:
+      ConfigError: the vocabulary has fewer ids than the model has items.
+    """
+    if len(vocabulary) < num_items:
+        raise ConfigError(f"items.txt has {len(vocabulary)} ids, the model has {num_items} items")
+    names = tf.constant(["", *vocabulary[:num_items]])  # index = item id; 0 is padding
+    module.item_table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(names[1:],
+                                            tf.range(1, num_items + 1, dtype=tf.int64)),
+        default_value=-1)
+    recommend = module.recommend
+
+    @tf.function(input_signature=[ITEM_NAMES])
+    def recommend_names(item_ids):
+        ids = module.item_table.lookup(item_ids)
+        unknown = tf.reduce_sum(tf.cast((ids < 0) & (item_ids != ""), tf.int64), axis=1)
+        outputs = recommend(tf.maximum(ids, 0))  # unknown -> 0, as padding
+        # -1 marks a slot without a candidate; "" is the string id of nothing.
+        found = tf.gather(names, tf.maximum(outputs["item_ids"], 0))
+        return {"item_ids": tf.where(outputs["item_ids"] > 0, found, ""),
+                "scores": outputs["scores"], "unknown_ids": unknown}
+
+    module.recommend_names = recommend_names
+    return module
+
+
 def next_version(model_dir):
     """One more than the largest integer-named entry of `model_dir` (1 if none)."""
     versions = [int(p.name) for p in pathlib.Path(model_dir).iterdir() if p.name.isdigit()]
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=None):
+def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=None,
+                       vocabulary=None):
     """Writes `model_dir/<next version>/`, a SavedModel with the serving signatures.
 
     The SavedModel is written into a hidden temporary directory inside
@@ -193,15 +246,23 @@ def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=
       top_k: k of `serving_default`.
       keep_history: whether `serving_default` may recommend the request's ids.
       mask_id: the mask id (default `item_size - 1`).
+      vocabulary: the raw item ids (`items.txt`), or None. With them,
+        `serving_default` speaks raw string ids (`add_item_names`) and the
+        integer one is `serving_item_ids`.
 
     Returns:
       The `pathlib.Path` of the version directory written.
 
     Raises:
-      ConfigError: a bad `top_k`, or a `model_dir` that cannot be written.
+      ConfigError: a bad `top_k`, a vocabulary shorter than the model's
+        items, or a `model_dir` that cannot be written.
     """
     module = serving_module(model, top_k, keep_history, mask_id)
     signatures = {"serving_default": module.recommend, "encode": module.encode}
+    if vocabulary is not None:
+        add_item_names(module, vocabulary, model.encoder.item_size - 2)
+        signatures.update(serving_default=module.recommend_names,
+                          serving_item_ids=module.recommend)
     if hasattr(module, "intent"):
         signatures["intent"] = module.intent
     model_dir = pathlib.Path(model_dir)
@@ -255,7 +316,8 @@ def main(argv=None):
     weights = run_dir.weights_prefix()
     model = build_model(config, checkpoint_item_size(weights))
     model.load_weights(weights).expect_partial()
-    version_dir = export_saved_model(model, args.model_dir, args.top_k, args.keep_history)
+    version_dir = export_saved_model(model, args.model_dir, args.top_k, args.keep_history,
+                                     vocabulary=run_vocabulary(run_dir))
     if not model.intents_ready.numpy():
         print(f"{args.run} fitted no intents (contrast type {config.contrast_type!r}): "
               "the export has no intent signature", file=sys.stderr)

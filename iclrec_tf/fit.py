@@ -185,9 +185,11 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
     version_dir = None
     if export_dir is not None:
         from iclrec_tf.export import export_saved_model
+        from iclrec_tf.vocabulary import run_vocabulary
 
         version_dir = export_saved_model(training.model, export_dir, top_k, keep_history,
-                                         mask_id=data.mask_id)
+                                         mask_id=data.mask_id,
+                                         vocabulary=run_vocabulary(run_dir))
     return metrics, version_dir
 
 
@@ -195,6 +197,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from iclrec_tf.data import load_sequences, resolve_dataset
     from iclrec_tf.rundir import CONFIG_FILE, RunDirectory
+    from iclrec_tf.vocabulary import sync_run_vocabulary
 
     config = TrainConfig.for_dataset(
         args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
@@ -206,7 +209,9 @@ def main(argv=None):
     run_dir = RunDirectory(output_dir, create=True)
 
     start = time.perf_counter()
-    data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
+    dataset_path = resolve_dataset(args.dataset, args.data_dir)
+    data = load_sequences(dataset_path)
+    sync_run_vocabulary(run_dir, args.dataset, dataset_path, data.max_item)  # items.txt
     if args.max_users is not None:
         data = data.subset(min(args.max_users, data.num_users))
     _phase(f"Data: {data.num_users} users, {data.max_item} items, "

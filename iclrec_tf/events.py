@@ -1,0 +1,389 @@
+"""Raw interaction logs with string ids: CSV, TSV or JSON lines, read block by block.
+
+A log has one event a record: a user id, an item id, a time and, optionally, a
+rating. Ids are any non-blank text without a line break. A time is a number
+(seconds, or any unit as long as the whole log uses it) or an ISO 8601 date
+such as `2018-07-07 22:09:11`; a date without a time zone is taken as UTC.
+
+Reading keeps only integer codes: each distinct id is stored once (as a
+string, in order of first appearance) and every event as four numbers, so the
+memory grows with the number of events times 16-24 bytes and the number of
+distinct ids, not with the size of the file. CSV and TSV are parsed by
+pyarrow's streaming reader, JSON lines by the `json` module (see
+docs/BENCHMARKS.md, "Preparing your own data", for the measurements behind
+that choice). A bad record stops the reading with a `DataError` naming
+`file:line`: the fast path only detects that something is wrong, then a
+line-by-line rescan with the `csv` module finds and names the first bad line.
+"""
+
+import csv
+import dataclasses
+import datetime
+import json
+import math
+import pathlib
+
+import numpy as np
+
+from iclrec_tf.data import DataError
+
+FORMATS = ("csv", "tsv", "jsonl")
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "jsonl",
+              ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# Large enough that per-block Python work is negligible, small enough that a
+# block of strings stays far below the memory the codes need.
+BLOCK_BYTES = 1 << 24
+JSON_BLOCK_ROWS = 1 << 18
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFormat:
+    """Where the fields of an event are in a log.
+
+    Args:
+      kind: `csv`, `tsv` or `jsonl`.
+      user: the user id's column (CSV/TSV header name) or field (JSON).
+      item: the item id's column or field.
+      time: the time's column or field.
+      rating: the rating's column or field, or None when the log has none.
+      names: for a CSV/TSV file without a header, its column names in order;
+        empty when line 1 is a header.
+    """
+
+    kind: str = "csv"
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "timestamp"
+    rating: str | None = None
+    names: tuple = ()
+
+    @property
+    def columns(self):
+        """The columns read, in the order `(user, item, time[, rating])`."""
+        return (self.user, self.item, self.time) + ((self.rating,) if self.rating else ())
+
+
+PRESETS = {
+    # Amazon's ratings-only files (e.g. ratings_Toys_and_Games.csv): no header.
+    "amazon": LogFormat("csv", "user", "item", "time", "rating",
+                        names=("user", "item", "rating", "time")),
+    # Yelp's yelp_academic_dataset_review.json.
+    "yelp": LogFormat("jsonl", "user_id", "business_id", "date"),
+}
+
+
+@dataclasses.dataclass
+class EventLog:
+    """Every event of a log as integer codes, in input order.
+
+    Attributes:
+      users: [events] int32, the user's code: its rank among users by first appearance.
+      items: [events] int32, the item's code, likewise.
+      times: [events] float64, the time in seconds (or the log's own unit).
+      ratings: [events] float64, or None when the log has no rating.
+      user_names: code -> raw user id.
+      item_names: code -> raw item id.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    times: np.ndarray
+    ratings: np.ndarray | None
+    user_names: list
+    item_names: list
+
+    @property
+    def num_events(self):
+        return len(self.users)
+
+
+class _BadRecord(ValueError):
+    """A record's problem, without its line: the reader adds `file:line`."""
+
+
+def detect_kind(path):
+    """The format named by `path`'s extension, or raises `DataError`."""
+    kind = EXTENSIONS.get(pathlib.Path(path).suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: cannot tell the format from the extension; "
+                        f"give --format ({', '.join(FORMATS)})")
+    return kind
+
+
+def parse_id(value, column):
+    """`value` as an id: non-blank text without a line break (a JSON number becomes text)."""
+    if value is None:
+        raise _BadRecord(f"missing {column}")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _BadRecord(f"{column} {value!r} is not an id (text or integer)")
+    value = str(value)
+    if not value.strip():
+        raise _BadRecord(f"empty {column}")
+    if "\n" in value or "\r" in value:
+        raise _BadRecord(f"{column} {value[:40]!r} contains a line break")
+    return value
+
+
+def parse_time(value, column):
+    """`value` as a number, or an ISO 8601 date as seconds since 1970 (UTC if naive)."""
+    if value is None:
+        raise _BadRecord(f"missing {column}")
+    if isinstance(value, bool):
+        raise _BadRecord(f"{column} {value!r} is not a time")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            moment = datetime.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise _BadRecord(f"{column} {str(value)[:40]!r} is neither a number nor an "
+                             "ISO 8601 date") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp()
+    if not math.isfinite(seconds):
+        raise _BadRecord(f"{column} {value!r} is not finite")
+    return seconds
+
+
+def parse_rating(value, column):
+    """`value` as a finite number."""
+    if value is None:
+        raise _BadRecord(f"missing {column}")
+    try:
+        rating = float(value)
+    except (TypeError, ValueError):
+        raise _BadRecord(f"{column} {str(value)[:40]!r} is not a number") from None
+    if isinstance(value, bool) or not math.isfinite(rating):
+        raise _BadRecord(f"{column} {value!r} is not a finite number")
+    return rating
+
+
+class _Coder:
+    """Numbers distinct strings 0, 1, ... in order of first appearance."""
+
+    def __init__(self):
+        self.codes = {}
+        self.names = []
+
+    def code_block(self, uniques, indices):
+        """Codes of a block given as its distinct values and, per row, an index into them."""
+        table = np.fromiter((self.code(name) for name in uniques), np.int32, len(uniques))
+        return table[indices]
+
+    def code(self, name):
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+
+class _Blocks:
+    """Collects the coded blocks of a log into one `EventLog`."""
+
+    def __init__(self, has_rating):
+        self.users, self.items = _Coder(), _Coder()
+        self.parts = {"users": [], "items": [], "times": []}
+        if has_rating:
+            self.parts["ratings"] = []
+
+    def add(self, **arrays):
+        for name, part in self.parts.items():
+            part.append(arrays[name])
+
+    def log(self):
+        joined = {name: np.concatenate(part) if part else np.zeros(0)
+                  for name, part in self.parts.items()}
+        return EventLog(joined["users"].astype(np.int32), joined["items"].astype(np.int32),
+                        joined["times"].astype(np.float64), joined.get("ratings"),
+                        self.users.names, self.items.names)
+
+
+def read_events(path, log_format):
+    """Reads a log into integer codes, streaming it block by block.
+
+    Args:
+      path: the log file.
+      log_format: a `LogFormat`.
+
+    Returns:
+      An `EventLog`, with the records in file order.
+
+    Raises:
+      DataError: naming the file (and the line, for a bad record): an unreadable
+        file, a header without a wanted column, a record without one of the
+        columns, an empty or multi-line id, or a time or rating that does not parse.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"--input {path}: no such file")
+    if log_format.kind == "jsonl":
+        return _read_jsonl(path, log_format)
+    return _read_delimited(path, log_format)
+
+
+def _delimiter(log_format):
+    return "\t" if log_format.kind == "tsv" else ","
+
+
+def _header(path, log_format):
+    """The column names, from line 1 or `log_format.names`; checks the wanted ones exist."""
+    names = list(log_format.names)
+    if not names:
+        try:
+            with open(path, newline="", encoding="utf-8") as stream:
+                names = next(csv.reader(stream, delimiter=_delimiter(log_format)), [])
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:1: not UTF-8 text") from None
+        except OSError as error:
+            raise DataError(f"{path}: cannot read: {error.strerror}") from None
+        if not names:
+            raise DataError(f"{path}:1: empty file, expected a header line")
+    flags = {log_format.user: "--user-col", log_format.item: "--item-col",
+             log_format.time: "--time-col", log_format.rating: "--rating-col"}
+    for column in log_format.columns:
+        if column not in names:
+            raise DataError(f"{path}:1: no column {column!r} (the header has "
+                            f"{', '.join(map(repr, names))[:200]}); set {flags[column]}")
+    return names
+
+
+def _read_delimited(path, log_format):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = _header(path, log_format)
+    reader_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES,
+                                        column_names=names if log_format.names else None)
+    parse_options = pa_csv.ParseOptions(delimiter=_delimiter(log_format))
+    convert_options = pa_csv.ConvertOptions(
+        include_columns=list(log_format.columns),
+        column_types=dict.fromkeys(log_format.columns, pa.string()),
+        strings_can_be_null=False, quoted_strings_can_be_null=False)
+    blocks = _Blocks(log_format.rating is not None)
+    try:
+        with pa_csv.open_csv(path, reader_options, parse_options, convert_options) as reader:
+            for batch in reader:
+                _add_arrow_batch(blocks, batch, log_format)
+    except (pa.ArrowInvalid, _BadRecord, UnicodeDecodeError) as error:
+        _locate_bad_line(path, log_format, names)
+        # Nothing is wrong line by line: a file-level problem (e.g. a stray quote).
+        raise DataError(f"{path}: {str(error).splitlines()[0]}") from None
+    return blocks.log()
+
+
+def _add_arrow_batch(blocks, batch, log_format):
+    """Codes one pyarrow batch; raises `_BadRecord` (or ArrowInvalid) if any row is bad."""
+    import pyarrow.compute as pc
+
+    columns = [batch.column(name) for name in log_format.columns]
+    coded = []
+    for column, coder in zip(columns[:2], (blocks.users, blocks.items), strict=True):
+        blank = pc.equal(pc.utf8_trim_whitespace(column), "")
+        broken = pc.match_substring_regex(column, "[\r\n]")
+        if pc.any(pc.or_(blank, broken)).as_py():
+            raise _BadRecord("blank or multi-line id")
+        encoded = pc.dictionary_encode(column)
+        coded.append(coder.code_block(encoded.dictionary.to_pylist(),
+                                      encoded.indices.to_numpy(zero_copy_only=False)))
+    arrays = {"users": coded[0], "items": coded[1],
+              "times": _arrow_seconds(columns[2], log_format.time)}
+    if log_format.rating is not None:
+        arrays["ratings"] = _arrow_numbers(columns[3])
+    blocks.add(**arrays)
+
+
+def _arrow_numbers(column):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if not np.isfinite(values).all():
+        raise _BadRecord("not a finite number")
+    return values
+
+
+def _arrow_seconds(column, name):
+    """Times as float seconds: numbers as they are, ISO dates since 1970 (UTC)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return _arrow_numbers(column)
+    except pa.ArrowInvalid:
+        pass
+    try:
+        micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+        return micros.to_numpy(zero_copy_only=False) / 1e6
+    except pa.ArrowInvalid:
+        # Mixed numbers and dates, or dates pyarrow does not read (time zones):
+        # the same rules, one value at a time.
+        return np.array([parse_time(value, name) for value in column.to_pylist()])
+
+
+def _locate_bad_line(path, log_format, names):
+    """Raises `DataError` for the first bad line of a CSV/TSV log, if there is one."""
+    wanted = [names.index(column) for column in log_format.columns]
+    parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
+    header_lines = 0 if log_format.names else 1
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.reader(stream, delimiter=_delimiter(log_format))
+            for row in reader:
+                if reader.line_num <= header_lines or not any(field.strip() for field in row):
+                    continue
+                try:
+                    if len(row) != len(names):
+                        raise _BadRecord(f"{len(row)} fields, the header has {len(names)}")
+                    for index, parse, column in zip(wanted, parsers, log_format.columns,
+                                                    strict=True):
+                        parse(row[index], column)
+                except _BadRecord as error:
+                    raise DataError(f"{path}:{reader.line_num}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: {error}") from None
+
+
+def _read_jsonl(path, log_format):
+    blocks = _Blocks(log_format.rating is not None)
+    parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise _BadRecord("not a JSON object")
+                    rows.append([parse(record.get(column), column) for parse, column
+                                 in zip(parsers, log_format.columns, strict=True)])
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+                except _BadRecord as error:
+                    raise DataError(f"{path}:{number}: {error}") from None
+                if len(rows) == JSON_BLOCK_ROWS:
+                    _add_rows(blocks, rows)
+                    rows = []
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+    _add_rows(blocks, rows)
+    return blocks.log()
+
+
+def _add_rows(blocks, rows):
+    if not rows:
+        return
+    fields = list(zip(*rows, strict=True))
+    arrays = {"users": np.fromiter(map(blocks.users.code, fields[0]), np.int32, len(rows)),
+              "items": np.fromiter(map(blocks.items.code, fields[1]), np.int32, len(rows)),
+              "times": np.asarray(fields[2], np.float64)}
+    if len(fields) > 3:
+        arrays["ratings"] = np.asarray(fields[3], np.float64)
+    blocks.add(**arrays)
