@@ -231,13 +231,9 @@ def _header(path, log_format):
     """The column names, from line 1 or `log_format.names`; checks the wanted ones exist."""
     names = list(log_format.names)
     if not names:
-        try:
-            with open(path, newline="", encoding="utf-8") as stream:
-                names = next(csv.reader(stream, delimiter=_delimiter(log_format)), [])
-        except UnicodeDecodeError:
-            raise DataError(f"{path}:1: not UTF-8 text") from None
-        except OSError as error:
-            raise DataError(f"{path}: cannot read: {error.strerror}") from None
+        lines = _text_lines(path)
+        names = next(csv.reader(lines, delimiter=_delimiter(log_format)), [])
+        lines.close()
         if not names:
             raise DataError(f"{path}:1: empty file, expected a header line")
     flags = {log_format.user: "--user-col", log_format.item: "--item-col",
@@ -327,52 +323,56 @@ def _locate_bad_line(path, log_format, names):
     wanted = [names.index(column) for column in log_format.columns]
     parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
     header_lines = 0 if log_format.names else 1
+    reader = csv.reader(_text_lines(path), delimiter=_delimiter(log_format))
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
-            reader = csv.reader(stream, delimiter=_delimiter(log_format))
-            for row in reader:
-                if reader.line_num <= header_lines or not any(field.strip() for field in row):
-                    continue
-                try:
-                    if len(row) != len(names):
-                        raise _BadRecord(f"{len(row)} fields, the header has {len(names)}")
-                    for index, parse, column in zip(wanted, parsers, log_format.columns,
-                                                    strict=True):
-                        parse(row[index], column)
-                except _BadRecord as error:
-                    raise DataError(f"{path}:{reader.line_num}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+        for row in reader:
+            if reader.line_num <= header_lines or not any(field.strip() for field in row):
+                continue
+            try:
+                if len(row) != len(names):
+                    raise _BadRecord(f"{len(row)} fields, the header has {len(names)}")
+                for index, parse, column in zip(wanted, parsers, log_format.columns,
+                                                strict=True):
+                    parse(row[index], column)
+            except _BadRecord as error:
+                raise DataError(f"{path}:{reader.line_num}: {error}") from None
     except csv.Error as error:
         raise DataError(f"{path}:{reader.line_num}: {error}") from None
+
+
+def _text_lines(path):
+    """The lines of `path`, decoded one by one, so that bad UTF-8 is reported with its line."""
+    try:
+        with open(path, "rb") as stream:
+            for number, line in enumerate(stream, start=1):
+                try:
+                    yield line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}:{number}: not UTF-8 text") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read: {error.strerror}") from None
 
 
 def _read_jsonl(path, log_format):
     blocks = _Blocks(log_format.rating is not None)
     parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
     rows = []
-    try:
-        with open(path, encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise _BadRecord("not a JSON object")
-                    rows.append([parse(record.get(column), column) for parse, column
-                                 in zip(parsers, log_format.columns, strict=True)])
-                except json.JSONDecodeError as error:
-                    raise DataError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-                except _BadRecord as error:
-                    raise DataError(f"{path}:{number}: {error}") from None
-                if len(rows) == JSON_BLOCK_ROWS:
-                    _add_rows(blocks, rows)
-                    rows = []
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read: {error.strerror}") from None
+    for number, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise _BadRecord("not a JSON object")
+            rows.append([parse(record.get(column), column) for parse, column
+                         in zip(parsers, log_format.columns, strict=True)])
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        except _BadRecord as error:
+            raise DataError(f"{path}:{number}: {error}") from None
+        if len(rows) == JSON_BLOCK_ROWS:
+            _add_rows(blocks, rows)
+            rows = []
     _add_rows(blocks, rows)
     return blocks.log()
 

@@ -45,8 +45,8 @@ def read_vocabulary(path, min_size=0):
         names.pop()  # the final newline ends the last line; it starts no id
     first_line = {}
     for number, name in enumerate(names, start=1):
-        if not name.strip() or "\r" in name:
-            raise DataError(f"{path}:{number}: blank id or stray carriage return")
+        if not name.strip():
+            raise DataError(f"{path}:{number}: blank id")
         if first_line.setdefault(name, number) != number:
             raise DataError(f"{path}:{number}: id {name[:40]!r} already on line "
                             f"{first_line[name]}")
