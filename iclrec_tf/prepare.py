@@ -23,6 +23,7 @@ then renamed: a failure leaves nothing behind.
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -36,7 +37,6 @@ from iclrec_tf import cli
 from iclrec_tf.config import ConfigError
 from iclrec_tf.data import MIN_ITEMS_PER_USER, DataError
 from iclrec_tf.events import FORMATS, PRESETS, LogFormat, detect_kind, read_events
-from iclrec_tf.rundir import RunDirectory
 from iclrec_tf.vocabulary import ITEMS_FILE, USERS_FILE, vocabulary_text
 
 STATS_FILE = "stats.json"
@@ -69,7 +69,7 @@ def first_occurrences(*keys):
       *keys: equal-length 1-D arrays, one per field.
     """
     count = len(keys[0])
-    order = np.lexsort((np.arange(count),) + keys[::-1])  # by keys, then input order
+    order = np.lexsort(keys[::-1])  # stable: equal tuples stay in input order
     repeat = np.ones(count, dtype=bool)
     if count:
         same = np.ones(count - 1, dtype=bool)
@@ -115,11 +115,17 @@ def k_core(users, items, min_user, min_item):
 
 
 def dense_ranks(codes):
-    """Each code's rank by first appearance in `codes`, as a lookup table by code."""
+    """Ranks codes by first appearance in `codes`.
+
+    Returns:
+      A lookup table, code -> rank (-1 for a code absent from `codes`), and the
+      distinct codes in rank order.
+    """
     distinct, first = np.unique(codes, return_index=True)
+    ordered = distinct[np.argsort(first, kind="stable")]
     table = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=np.int64)
-    table[distinct[np.argsort(first, kind="stable")]] = np.arange(len(distinct))
-    return table
+    table[ordered] = np.arange(len(distinct))
+    return table, ordered
 
 
 def prepare_events(log, min_user=5, min_item=5):
@@ -136,8 +142,10 @@ def prepare_events(log, min_user=5, min_item=5):
     Raises:
       DataError: nothing is left after filtering.
     """
-    keys = (log.users, log.items, log.times) + (() if log.ratings is None else (log.ratings,))
-    unique = first_occurrences(*keys)
+    # One int64 key for the pair: a sort pass fewer than two int32 keys.
+    pairs = log.users.astype(np.int64) * max(len(log.item_names), 1) + log.items
+    unique = first_occurrences(pairs, log.times,
+                               *(() if log.ratings is None else (log.ratings,)))
     rows = np.flatnonzero(unique)  # input order
     keep, by_user, by_item, rounds = k_core(log.users[rows], log.items[rows],
                                             min_user, min_item)
@@ -145,21 +153,17 @@ def prepare_events(log, min_user=5, min_item=5):
     if not len(rows):
         raise DataError(f"no user has {min_user} records whose items have {min_item} each: "
                         "nothing left after filtering; lower --min-user or --min-item")
-    user_rank = dense_ranks(log.users[rows])
+    user_rank, user_codes = dense_ranks(log.users[rows])
     users = user_rank[log.users[rows]]
-    order = np.lexsort((rows, log.times[rows], users))  # by user, time, input order
+    # By user, then time; a stable sort keeps ties in input order, as `rows` is.
+    order = np.lexsort((log.times[rows], users))
     item_codes = log.items[rows][order]
-    item_rank = dense_ranks(item_codes)
+    item_rank, ordered_items = dense_ranks(item_codes)
     items = item_rank[item_codes] + 1
     lengths = np.bincount(users)
     row_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-
-    user_names = [None] * len(lengths)
-    for code in np.flatnonzero(user_rank >= 0):
-        user_names[user_rank[code]] = log.user_names[code]
-    item_names = [None] * (int(items.max()))
-    for code in np.flatnonzero(item_rank >= 0):
-        item_names[item_rank[code]] = log.item_names[code]
+    user_names = [log.user_names[code] for code in user_codes.tolist()]
+    item_names = [log.item_names[code] for code in ordered_items.tolist()]
     stats = {
         "input_records": log.num_events,
         "removed": {"duplicates": int(log.num_events - unique.sum()),
@@ -175,13 +179,19 @@ def prepare_events(log, min_user=5, min_item=5):
     return PreparedData(items, row_splits, user_names, item_names, stats)
 
 
-def sequence_lines(prepared):
-    """The dataset file's text: `user item_1 ... item_n` per line, users from 1."""
-    items = prepared.items.tolist()
-    splits = prepared.row_splits.tolist()
-    return "".join(
-        f"{user} {' '.join(map(str, items[start:end]))}\n"
-        for user, (start, end) in enumerate(zip(splits[:-1], splits[1:], strict=True), start=1))
+def sequence_lines(prepared, users_per_chunk=1 << 16):
+    """Yields the dataset file's text, `user item_1 ... item_n` a line, users from 1.
+
+    In chunks of `users_per_chunk` lines: the whole file as Python ints and
+    text would be the largest thing in memory (28 bytes an int).
+    """
+    splits = prepared.row_splits
+    for first in range(0, len(splits) - 1, users_per_chunk):
+        last = min(first + users_per_chunk, len(splits) - 1)
+        items = prepared.items[splits[first]:splits[last]].tolist()
+        bounds = (splits[first:last + 1] - splits[first]).tolist()
+        yield "".join(f"{user} {' '.join(map(str, items[start:end]))}\n" for user, start, end
+                      in zip(range(first + 1, last + 1), bounds[:-1], bounds[1:], strict=True))
 
 
 def check_output(output):
@@ -210,11 +220,13 @@ def write_prepared(prepared, output):
         raise ConfigError(f"--output {output}: not writable ({error.strerror})") from None
     sequences = f"{output.name}.txt"
     try:
-        files = RunDirectory(staging)
-        files.write_text(sequences, sequence_lines(prepared))
-        files.write_text(ITEMS_FILE, vocabulary_text(prepared.item_names))
-        files.write_text(USERS_FILE, vocabulary_text(prepared.user_names))
-        files.write_json(STATS_FILE, prepared.stats)
+        # Plain writes: renaming the whole directory is what makes them atomic.
+        with open(staging / sequences, "w", encoding="utf-8") as stream:
+            stream.writelines(sequence_lines(prepared))
+        for name, text in ((ITEMS_FILE, vocabulary_text(prepared.item_names)),
+                           (USERS_FILE, vocabulary_text(prepared.user_names)),
+                           (STATS_FILE, json.dumps(prepared.stats, indent=2) + "\n")):
+            (staging / name).write_text(text, encoding="utf-8")
         os.replace(staging, output)  # replaces an empty directory, fails on a full one
     finally:
         shutil.rmtree(staging, ignore_errors=True)
