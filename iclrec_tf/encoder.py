@@ -2,7 +2,9 @@
 
 Read top to bottom: embeddings -> `TransformerBlock` x L, each an attention
 sublayer then a feed-forward sublayer, both "sublayer -> dropout -> residual ->
-LayerNorm" as in the reference (post-norm, BERT style).
+LayerNorm" as in the reference (post-norm, BERT style). `Dropout`, `gelu` and
+`LayerNormalization` compute what Keras's and TensorFlow's do, more cheaply on
+CPU (see docs/BENCHMARKS.md, "Training speed and memory").
 """
 
 import math
@@ -30,6 +32,95 @@ def attention_bias(item_ids):
     key_is_item = tf.cast(item_ids > 0, tf.float32)[:, None, None, :]
     causal = tf.linalg.band_part(tf.ones((length, length)), -1, 0)[None, None]
     return (1.0 - key_is_item * causal) * MASK_VALUE
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class Dropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` with a cheaper keep mask at rate 0.5.
+
+    At rate 0.5 (the rate of every preset) an element is kept when the top bit of
+    its own random byte is 0, the bytes drawn eight to a random int64: exactly
+    Bernoulli(0.5), with a quarter of the random bits of one float per element.
+    Kept elements are scaled by 2, as Keras does. Other rates are Keras's own.
+    """
+
+    def call(self, inputs, training=None):
+        if self.rate != 0.5 or self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        if training is None:
+            training = keras.backend.learning_phase()
+        return tf.__internal__.smart_cond.smart_cond(
+            training, lambda: tf.where(self._keep_half(inputs), inputs * 2.0, 0.0),
+            lambda: tf.identity(inputs))
+
+    def _keep_half(self, inputs):
+        size = tf.size(inputs, out_type=tf.int64)
+        seed = self._random_generator.random_uniform((2,), 0, 2**31 - 1, tf.int32)
+        words = tf.random.stateless_uniform(((size + 7) // 8,), seed, minval=None,
+                                            maxval=None, dtype=tf.int64)
+        random_bytes = tf.reshape(tf.bitcast(words, tf.uint8), (-1,))[:size]
+        return tf.reshape(random_bytes < 128, tf.shape(inputs))
+
+
+def _normal_cdf(x):
+    return 0.5 * tf.math.erfc(-x * math.sqrt(0.5))
+
+
+@tf.custom_gradient
+def gelu(x):
+    """Exact (erf) GELU, `x * Phi(x)`, as `tf.nn.gelu(x, approximate=False)`.
+
+    The same forward arithmetic; the gradient, `Phi(x) + x * phi(x)`, is written
+    out so that the backward pass keeps only `x` (autodiff keeps three tensors of
+    its size) and runs fewer element-wise ops.
+    """
+
+    def gradient(upstream):
+        density = tf.exp(-0.5 * tf.square(x)) * (1.0 / math.sqrt(2.0 * math.pi))
+        return upstream * (_normal_cdf(x) + x * density)
+
+    return x * _normal_cdf(x), gradient
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class LayerNormalization(keras.layers.LayerNormalization):
+    """`keras.layers.LayerNormalization` over the last axis, with a written-out gradient.
+
+    The forward arithmetic is Keras's own (unfused: its fused kernel cannot take
+    an epsilon below 1e-5); the backward pass is the closed form
+    `dx = (g' - mean(g') - x^ * mean(g' * x^)) / sigma` with `g' = gamma * g` and
+    `x^` the normalised input: fewer element-wise ops than autodiff's, and only
+    `x` kept for the backward pass.
+    """
+
+    def call(self, inputs):
+        if self.axis != [inputs.shape.rank - 1]:
+            return super().call(inputs)
+        return _layer_norm(inputs, tf.convert_to_tensor(self.gamma),
+                           tf.convert_to_tensor(self.beta), self.epsilon)
+
+
+def _layer_norm(inputs, gamma, beta, epsilon):
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        mean, variance = tf.nn.moments(x, [-1], keepdims=True)
+        inverse_std = tf.math.rsqrt(variance + epsilon)
+        scale = inverse_std * gamma
+        output = x * scale + (beta - mean * scale)
+
+        def gradient(upstream):
+            normalized = (x - mean) * inverse_std
+            scaled = upstream * gamma
+            inputs_gradient = inverse_std * (
+                scaled - tf.reduce_mean(scaled, -1, keepdims=True)
+                - normalized * tf.reduce_mean(scaled * normalized, -1, keepdims=True))
+            outer_axes = list(range(x.shape.rank - 1))
+            return (inputs_gradient, tf.reduce_sum(upstream * normalized, outer_axes),
+                    tf.reduce_sum(upstream, outer_axes))
+
+        return output, gradient
+
+    return normalize(inputs, gamma, beta)
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
@@ -68,23 +159,29 @@ class SelfAttention(keras.layers.Layer):
         self.key = _dense(hidden_size, initializer_range, "key")
         self.value = _dense(hidden_size, initializer_range, "value")
         self.dense = _dense(hidden_size, initializer_range, "dense")
-        self.probability_dropout = keras.layers.Dropout(attention_dropout)
-        self.output_dropout = keras.layers.Dropout(hidden_dropout)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                          name="LayerNorm")
+        self.probability_dropout = Dropout(attention_dropout)
+        self.output_dropout = Dropout(hidden_dropout)
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
 
-    def _split_heads(self, x):  # (B, L, D) -> (B, H, L, D/H)
-        batch, length = tf.shape(x)[0], tf.shape(x)[1]
-        x = tf.reshape(x, (batch, length, self.num_heads, self.head_size))
-        return tf.transpose(x, (0, 2, 1, 3))
+    def build(self, input_shape):
+        # Their kernels are used concatenated (see `call`), never through the layers.
+        for layer in (self.query, self.key, self.value):
+            with tf.name_scope(layer.name):  # the names a call would give
+                layer.build(input_shape)
+        super().build(input_shape)
 
     def call(self, hidden, bias, training=None, last_position_only=False):
-        queries = hidden[:, -1:, :] if last_position_only else hidden  # (B, Q, D)
+        batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+        # Query, key and value in one matmul: their kernels side by side.
+        kernel = tf.concat([self.query.kernel, self.key.kernel, self.value.kernel], axis=1)
+        offset = tf.concat([self.query.bias, self.key.bias, self.value.bias], axis=0)
+        projected = tf.nn.bias_add(tf.matmul(tf.reshape(hidden, (-1, self.hidden_size)),
+                                             kernel), offset)  # (B*L, 3*D)
+        projected = tf.reshape(projected, (batch, length, 3, self.num_heads, self.head_size))
+        query, key, value = tf.unstack(tf.transpose(projected, (2, 0, 3, 1, 4)))  # (B, H, L, D/H)
+        queries = hidden
         if last_position_only:
-            bias = bias[:, :, -1:, :]
-        query = self._split_heads(self.query(queries))
-        key = self._split_heads(self.key(hidden))
-        value = self._split_heads(self.value(hidden))
+            query, queries, bias = query[:, :, -1:], hidden[:, -1:], bias[:, :, -1:]
         scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(self.head_size) + bias
         probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
         context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
@@ -123,12 +220,11 @@ class FeedForward(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.dense_1 = _dense(4 * hidden_size, initializer_range, "dense_1")
         self.dense_2 = _dense(hidden_size, initializer_range, "dense_2")
-        self.dropout = keras.layers.Dropout(hidden_dropout)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                          name="LayerNorm")
+        self.dropout = Dropout(hidden_dropout)
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
 
     def call(self, hidden, training=None):
-        inner = tf.nn.gelu(self.dense_1(hidden), approximate=False)
+        inner = gelu(self.dense_1(hidden))
         output = self.dropout(self.dense_2(inner), training=training)
         return self.layer_norm(output + hidden)
 
@@ -217,9 +313,8 @@ class SequenceEncoder(keras.layers.Layer):
             max_len, hidden_size,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=initializer_range),
             name="position_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                          name="LayerNorm")
-        self.dropout = keras.layers.Dropout(hidden_dropout)
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+        self.dropout = Dropout(hidden_dropout)
         self.blocks = [
             TransformerBlock(hidden_size, num_heads, attention_dropout, hidden_dropout,
                              initializer_range, name=f"layer_{i}")
