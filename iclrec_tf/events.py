@@ -6,14 +6,14 @@ rating. Ids are any non-blank text without a line break. A time is a number
 such as `2018-07-07 22:09:11`; a date without a time zone is taken as UTC.
 
 Reading keeps only integer codes: each distinct id is stored once (as a
-string, in order of first appearance) and every event as four numbers, so the
-memory grows with the number of events times 16-24 bytes and the number of
-distinct ids, not with the size of the file. CSV and TSV are parsed by
-pyarrow's streaming reader, JSON lines by the `json` module (see
-docs/BENCHMARKS.md, "Preparing your own data", for the measurements behind
-that choice). A bad record stops the reading with a `DataError` naming
-`file:line`: the fast path only detects that something is wrong, then a
-line-by-line rescan with the `csv` module finds and names the first bad line.
+string, in order of first appearance) and every event as three or four numbers
+(16-24 bytes), so the memory grows with the number of events and of distinct
+ids, not with the length of the lines. CSV, TSV and JSON lines are parsed by
+pyarrow's streaming readers (see docs/BENCHMARKS.md, "Preparing your own
+data", for the measurements behind that choice). A bad record stops the
+reading with a `DataError` naming `file:line`: the fast path only detects that
+something is wrong, then a line-by-line rescan with the `csv` or `json` module
+finds and names the first bad line.
 """
 
 import csv
@@ -274,11 +274,16 @@ def _add_arrow_batch(blocks, batch, log_format):
     import pyarrow.compute as pc
 
     columns = [batch.column(name) for name in log_format.columns]
+    if any(column.null_count for column in columns):
+        raise _BadRecord("a missing field")  # JSON only: CSV strings are never null
     coded = []
     for column, coder in zip(columns[:2], (blocks.users, blocks.items), strict=True):
-        # No line-break check: pyarrow splits records at every line break.
         if pc.any(pc.equal(pc.utf8_trim_whitespace(column), "")).as_py():
             raise _BadRecord("blank id")
+        # A CSV record ends at any line break; a JSON string may hold one.
+        if log_format.kind == "jsonl" and pc.any(
+                pc.match_substring_regex(column, "[\r\n]")).as_py():
+            raise _BadRecord("an id with a line break")
         encoded = pc.dictionary_encode(column)
         coded.append(coder.code_block(encoded.dictionary.to_pylist(),
                                       encoded.indices.to_numpy(zero_copy_only=False)))
@@ -353,6 +358,39 @@ def _text_lines(path):
 
 
 def _read_jsonl(path, log_format):
+    """JSON lines, by pyarrow if it can; else (or to name a bad line) by the `json` module.
+
+    pyarrow needs one type a field: times as strings (dates) are tried first,
+    then as numbers. Ids that are JSON numbers, or any bad line, fall back to
+    the exact line-by-line reader.
+    """
+    import pyarrow as pa
+
+    for time_type in (pa.string(), pa.float64()):
+        try:
+            return _read_jsonl_arrow(path, log_format, time_type)
+        except (pa.ArrowInvalid, _BadRecord):
+            continue
+    return _read_jsonl_lines(path, log_format)
+
+
+def _read_jsonl_arrow(path, log_format, time_type):
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    types = [pa.string(), pa.string(), time_type] + ([pa.float64()] if log_format.rating else [])
+    schema = pa.schema(list(zip(log_format.columns, types, strict=True)))
+    parse_options = pa_json.ParseOptions(explicit_schema=schema,
+                                         unexpected_field_behavior="ignore")
+    blocks = _Blocks(log_format.rating is not None)
+    with pa_json.open_json(path, pa_json.ReadOptions(block_size=BLOCK_BYTES),
+                           parse_options) as reader:
+        for batch in reader:
+            _add_arrow_batch(blocks, batch, log_format)
+    return blocks.log()
+
+
+def _read_jsonl_lines(path, log_format):
     blocks = _Blocks(log_format.rating is not None)
     parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
     rows = []

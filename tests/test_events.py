@@ -74,12 +74,31 @@ def test_codes_are_shared_across_blocks(tmp_path, monkeypatch):
                         + "".join(",".join(record) + "\n" for record in records))
     jsonl_path = write_jsonl(tmp_path / "log.jsonl", records, ("user_id", "item_id", "timestamp"))
     whole = summary(read_events(csv_path, LogFormat("csv")))
-    monkeypatch.setattr(events, "BLOCK_BYTES", 1024)  # ~60 records a block
+    monkeypatch.setattr(events, "BLOCK_BYTES", 1024)  # ~20-60 records a block
     monkeypatch.setattr(events, "JSON_BLOCK_ROWS", 7)
     blocks = summary(read_events(csv_path, LogFormat("csv")))
+    line_by_line = summary(events._read_jsonl_lines(jsonl_path, LogFormat("jsonl")))
+
+    def no_fallback(*args):
+        raise AssertionError("a valid log must not need the line-by-line reader")
+
+    monkeypatch.setattr(events, "_read_jsonl_lines", no_fallback)
     assert blocks == whole == summary(read_events(jsonl_path, LogFormat("jsonl")))
+    assert line_by_line == whole
     assert [(u, i, int(t)) for u, i, t, _ in whole] == [
         (u, i, int(t)) for u, i, t in records]
+
+
+@pytest.mark.parametrize("times", [["1577836800", "12.5"], [1577836800, 12.5]],
+                         ids=["strings", "numbers"])
+@pytest.mark.parametrize("users", [["alice", "bob"], [17, 18]], ids=["text", "integers"])
+def test_json_types_pyarrow_cannot_take_are_read_line_by_line(users, times, tmp_path):
+    records = [(users[0], "x", times[0]), (users[1], "y", times[1]), (users[0], "y", times[1])]
+    path = write_jsonl(tmp_path / "log.jsonl", records, ("user_id", "item_id", "timestamp"))
+    log = read_events(path, LogFormat("jsonl"))
+    assert summary(log) == summary(events._read_jsonl_lines(path, LogFormat("jsonl")))
+    assert summary(log) == [(str(users[0]), "x", NEW_YEAR_2020, None),
+                            (str(users[1]), "y", 12.5, None), (str(users[0]), "y", 12.5, None)]
 
 
 def test_yelp_preset_reads_reviews_with_dates(tmp_path):
