@@ -33,6 +33,10 @@ EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "jsonl",
 # Large enough that per-block Python work is negligible, small enough that a
 # block of strings stays far below the memory the codes need.
 BLOCK_BYTES = 1 << 24
+# pyarrow parses several JSON blocks at once and each holds every field of its
+# lines (review texts too): 4 MiB blocks halve the peak memory of 16 MiB ones,
+# at the same speed (docs/BENCHMARKS.md).
+JSON_BLOCK_BYTES = 1 << 22
 JSON_BLOCK_ROWS = 1 << 18
 
 
@@ -383,7 +387,7 @@ def _read_jsonl_arrow(path, log_format, time_type):
     parse_options = pa_json.ParseOptions(explicit_schema=schema,
                                          unexpected_field_behavior="ignore")
     blocks = _Blocks(log_format.rating is not None)
-    with pa_json.open_json(path, pa_json.ReadOptions(block_size=BLOCK_BYTES),
+    with pa_json.open_json(path, pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),
                            parse_options) as reader:
         for batch in reader:
             _add_arrow_batch(blocks, batch, log_format)

@@ -74,7 +74,8 @@ def test_codes_are_shared_across_blocks(tmp_path, monkeypatch):
                         + "".join(",".join(record) + "\n" for record in records))
     jsonl_path = write_jsonl(tmp_path / "log.jsonl", records, ("user_id", "item_id", "timestamp"))
     whole = summary(read_events(csv_path, LogFormat("csv")))
-    monkeypatch.setattr(events, "BLOCK_BYTES", 1024)  # ~20-60 records a block
+    monkeypatch.setattr(events, "BLOCK_BYTES", 1024)  # ~60 records a block
+    monkeypatch.setattr(events, "JSON_BLOCK_BYTES", 1024)  # ~20
     monkeypatch.setattr(events, "JSON_BLOCK_ROWS", 7)
     blocks = summary(read_events(csv_path, LogFormat("csv")))
     line_by_line = summary(events._read_jsonl_lines(jsonl_path, LogFormat("jsonl")))
