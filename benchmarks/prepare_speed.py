@@ -1,0 +1,191 @@
+"""Speed and peak memory of `pipelines/prepare.py` on a generated log; one JSON line.
+
+    python benchmarks/prepare_speed.py --rows 10000000 --workdir /tmp/prepare_bench
+    python benchmarks/prepare_speed.py --rows 2000000 --compare   # needs pandas (".[bench]")
+    python benchmarks/prepare_speed.py --rows 2000000 --preset yelp --compare
+
+The log is a CSV with a header, `user_id,item_id,timestamp,rating`, string ids
+(`U00012345`, `I0001234`), about ten events a user, Zipf-distributed item
+popularity and 1% exact duplicates: shaped like the Amazon ratings files. It is
+written once into `--workdir` (kept, reused by later runs of the same size), and
+prepare runs in a child process, so its peak RSS is its own.
+
+`--preset yelp` writes Yelp-shaped review JSON lines instead (`review_id`,
+`user_id`, `business_id`, `stars`, a 400-character `text`, `date`) and prepares
+them with `--preset yelp`.
+
+`--compare` also times the reading-and-coding step alone (ids -> integer codes,
+times -> floats) with the readers considered: for CSV the `csv` module, pandas'
+chunked `read_csv` with `factorize`, and pyarrow's streaming CSV reader, which
+`iclrec_tf.events` uses; for JSON lines the `json` module (the line-by-line
+reader `iclrec_tf.events` falls back to) and pyarrow's streaming JSON reader,
+which it uses first.
+"""
+
+import argparse
+import csv
+import json
+import pathlib
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def generate(path, rows, seed=0):
+    """Writes the synthetic log to `path` (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, max(rows // 10, 1), rows)
+    items = rng.zipf(1.2, rows) % max(rows // 50, 1)
+    times = 1_300_000_000 + rng.integers(0, 300_000_000, rows)
+    ratings = rng.integers(1, 6, rows)
+    duplicated = rng.random(rows) < 0.01
+    partial = path.with_suffix(".partial")
+    with open(partial, "w") as stream:
+        stream.write("user_id,item_id,timestamp,rating\n")
+        step = 1_000_000
+        for start in range(0, rows, step):
+            end = min(rows, start + step)
+            block = zip(users[start:end].tolist(), items[start:end].tolist(),
+                        times[start:end].tolist(), ratings[start:end].tolist(),
+                        duplicated[start:end].tolist(), strict=True)
+            stream.write("".join(
+                (f"U{u:08d},I{i:07d},{t},{r}.0\n" * (2 if d else 1)) for u, i, t, r, d in block))
+    partial.rename(path)
+
+
+def generate_reviews(path, rows, seed=0):
+    """Writes Yelp-shaped review JSON lines to `path` (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, max(rows // 10, 1), rows)
+    items = rng.zipf(1.2, rows) % max(rows // 50, 1)
+    seconds = rng.integers(0, 300_000_000, rows)
+    text = json.dumps("Good food, friendly staff, would come back. " * 9)
+    partial = path.with_suffix(".partial")
+    with open(partial, "w") as stream:
+        for row, (user, item, second) in enumerate(zip(
+                users.tolist(), items.tolist(), seconds.tolist(), strict=True)):
+            date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(1_300_000_000 + second))
+            stream.write(f'{{"review_id": "R{row:010d}", "user_id": "U{user:08d}", '
+                         f'"business_id": "B{item:07d}", "stars": 4.0, "text": {text}, '
+                         f'"date": "{date}"}}\n')
+    partial.rename(path)
+
+
+def read_with_json_module(path):
+    from iclrec_tf.events import PRESETS, _read_jsonl_lines
+
+    return _read_jsonl_lines(path, PRESETS["yelp"]).num_events
+
+
+def read_with_pyarrow_json(path):
+    from iclrec_tf.events import PRESETS, read_events
+
+    return read_events(path, PRESETS["yelp"]).num_events
+
+
+def read_with_csv_module(path):
+    users, items, user_codes, item_codes, times = {}, {}, [], [], []
+    with open(path, newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader)
+        for user, item, moment, _ in reader:
+            user_codes.append(users.setdefault(user, len(users)))
+            item_codes.append(items.setdefault(item, len(items)))
+            times.append(float(moment))
+    return len(user_codes)
+
+
+def read_with_pandas(path):
+    import pandas as pd
+
+    tables, coded, times = ({}, {}), ([], []), []
+    for chunk in pd.read_csv(path, dtype=str, chunksize=1 << 20, na_filter=False,
+                             usecols=["user_id", "item_id", "timestamp"]):
+        for column, table, parts in zip(("user_id", "item_id"), tables, coded, strict=True):
+            codes, uniques = pd.factorize(chunk[column].to_numpy())
+            known = np.fromiter((table.setdefault(u, len(table)) for u in uniques), np.int64,
+                                len(uniques))
+            parts.append(known[codes])
+        times.append(pd.to_numeric(chunk["timestamp"]).to_numpy())
+    return sum(map(len, times))
+
+
+def read_with_pyarrow(path):
+    from iclrec_tf.events import LogFormat, read_events
+
+    return read_events(path, LogFormat("csv")).num_events
+
+
+def time_readers(path, names):
+    """`{reader: rows/s}` of the read-and-code step, each in a fresh child process."""
+    speeds = {}
+    for name in names:
+        code = (f"import sys, time; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); "
+                f"import prepare_speed as b; s = time.perf_counter(); "
+                f"n = b.read_with_{name}({str(path)!r}); print(n / (time.perf_counter() - s))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True)
+        speeds[name] = round(float(result.stdout.split()[-1]))
+    return speeds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--workdir", default="/tmp/prepare_bench",
+                        help="where the log and the output go (outside the repository)")
+    parser.add_argument("--preset", choices=("yelp",),
+                        help="a Yelp-shaped JSON lines log instead of the CSV")
+    parser.add_argument("--compare", action="store_true",
+                        help="also time the other readers (see the docstring)")
+    args = parser.parse_args()
+    workdir = pathlib.Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    yelp = args.preset == "yelp"
+    log = workdir / (f"reviews_{args.rows}.json" if yelp else f"events_{args.rows}.csv")
+    if not log.exists():
+        start = time.perf_counter()
+        (generate_reviews if yelp else generate)(log, args.rows)
+        print(f"# generated {log} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    output = workdir / f"prepared_{log.stem}"
+    shutil.rmtree(output, ignore_errors=True)
+
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "prepare.py"), "--input", str(log),
+         "--output", str(output),
+         *(["--preset", "yelp"] if yelp else ["--rating-col", "rating"])],
+        capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(result.stderr)
+    read_seconds = float(re.search(r" in ([\d.]+) s", result.stdout).group(1))
+    stats = json.loads((output / "stats.json").read_text())
+    figures = {
+        "rows": args.rows, "file_mb": round(log.stat().st_size / 2**20),
+        "seconds": round(seconds, 1), "read_seconds": read_seconds,
+        "rows_per_s": round(args.rows / seconds),
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+        "users": stats["users"], "items": stats["items"],
+        "interactions": stats["interactions"], "removed": stats["removed"],
+    }
+    if args.compare:
+        figures["read_rows_per_s"] = time_readers(
+            log, ("json_module", "pyarrow_json") if yelp else ("csv_module", "pandas",
+                                                                "pyarrow"))
+    print(f"# {platform.processor() or platform.machine()}, Python "
+          f"{platform.python_version()}, {log}", file=sys.stderr)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
