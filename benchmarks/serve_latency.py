@@ -1,5 +1,7 @@
 """Latency and throughput of an exported SavedModel's `serving_default` signature.
 
+(Of `serving_item_ids`, the same on integer ids, when the export has a vocabulary.)
+
     python benchmarks/serve_latency.py --model-dir saved_models/toys/1
 
 The SavedModel is loaded with `tf.saved_model.load` and its signature called
@@ -95,7 +97,9 @@ def main(argv=None):
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
-    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    signatures = tf.saved_model.load(str(model_dir)).signatures
+    # With a vocabulary (items.txt) serving_default takes string ids; the integer one is this.
+    signature = signatures.get("serving_item_ids") or signatures["serving_default"]
     rng = np.random.default_rng(args.seed)
 
     def requests(users, count, size):

@@ -49,6 +49,9 @@ ITEM_EMBEDDINGS_KEY = "encoder/item_embeddings/embeddings/.ATTRIBUTES/VARIABLE_V
 # Histories are short (Toys: median 5 items), so encoding each row at the
 # narrowest of these widths, not at max_len, saves most of the encoder's work.
 BUCKET_WIDTHS = (8, 16, 32)
+# `pruned_top_k` deals each row's scores into about this many groups per
+# recommendation (Toys, k = 100: 412 groups of 29); 2 and 8 measured close.
+GROUPS_PER_K = 4
 
 
 def recent_window(item_ids, max_len):
@@ -112,6 +115,77 @@ def _checked(item_ids, item_size):
         return tf.identity(item_ids)
 
 
+def group_threshold(maxima, k, steps=8):
+    """[batch, 1] a value with at least k of each row's `maxima` at or above it.
+
+    Bisects between the smallest finite and the largest maximum, then rounds
+    up to the smallest maximum at or above the result: close to the k-th largest,
+    which `tf.math.top_k` would find at several times the cost. A row that
+    has fewer than k finite maxima gets -inf.
+
+    Args:
+      maxima: [batch, groups] float32, groups >= k, no NaN (-inf is fine).
+      k: a Python int.
+      steps: bisection steps; more give a tighter value, never a wrong one.
+    """
+    def enough(value):
+        return tf.reduce_sum(tf.cast(maxima >= value, tf.int32), axis=1, keepdims=True) >= k
+
+    high = tf.reduce_max(maxima, axis=1, keepdims=True)
+    low = tf.reduce_min(tf.where(tf.math.is_finite(maxima), maxima, high), axis=1, keepdims=True)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        below = enough(middle)
+        low, high = tf.where(below, middle, low), tf.where(below, high, middle)
+    low = tf.reduce_min(tf.where(maxima >= low, maxima, float("inf")), axis=1, keepdims=True)
+    # The check, not the bisection, is what makes the value right.
+    return tf.where(enough(low), low, float("-inf"))
+
+
+def pruned_top_k(scores, k):
+    """`tf.math.top_k(scores, k)`, found among the few scores that can be in it.
+
+    `TopKV2` costs about 5 ns per score on CPU: most of the scoring time at
+    batch 256 over Toys' 11,926 items. Here the columns are dealt into about
+    `GROUPS_PER_K * k` groups (column `c` to group `c % groups`), and `t` is
+    a value with at least k group maxima at or above it (`group_threshold`),
+    hence at least k scores: the top-k are all `>= t`, about 160 of the 11,926
+    on Toys. Those are packed, in column order, into a `[batch, width]` matrix
+    padded with -inf, and its `tf.math.top_k` is the answer, ties included
+    (the lower column first, as `tf.math.top_k`). A row with fewer than k
+    finite group maxima keeps all its scores.
+
+    Args:
+      scores: [batch, n] float32, no NaN (-inf is fine); n known when traced.
+      k: a Python int, 1 <= k <= n.
+
+    Returns:
+      values [batch, k] float32 and indices [batch, k] int32, sorted, equal to
+      those of `tf.math.top_k(scores, k)`.
+    """
+    n = scores.shape[-1]
+    size = n // (GROUPS_PER_K * k)
+    if size < 2:  # a group of one score prunes nothing
+        top = tf.math.top_k(scores, k)
+        return top.values, top.indices
+    groups = -(-n // size)
+    batch = tf.shape(scores, out_type=tf.int64)[0]
+    padded = tf.pad(scores, [[0, 0], [0, groups * size - n]], constant_values=float("-inf"))
+    # Strided groups: a max over the middle axis vectorises, one over a short last axis does not.
+    maxima = tf.reduce_max(tf.reshape(padded, [batch, size, groups]), axis=1)  # (B, groups)
+    kept = tf.where(scores >= group_threshold(maxima, k))  # (m, 2): row, column; row-major
+    columns = tf.RaggedTensor.from_value_rowids(tf.cast(kept[:, 1], tf.int32), kept[:, 0],
+                                                nrows=batch)
+    lengths = columns.row_lengths()
+    # At least k wide: a batch of 0 rows keeps nothing.
+    width = tf.maximum(tf.reduce_max(lengths), tf.constant(k, tf.int64))
+    columns = columns.to_tensor(shape=[batch, width])
+    values = tf.where(tf.sequence_mask(lengths, width),
+                      tf.gather(scores, columns, batch_dims=1), float("-inf"))
+    top = tf.math.top_k(values, k)
+    return top.values, tf.gather(columns, top.indices, batch_dims=1)
+
+
 def serving_module(model, top_k=100, keep_history=False, mask_id=None):
     """A `tf.Module` with the serving functions of a trained `ICLRecModel`.
 
@@ -149,20 +223,23 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
     def recommend(item_ids):
         embedding = encode(item_ids)["embedding"]
         scores = tf.matmul(embedding, encoder.embedding_table, transpose_b=True)
-        excluded = tf.tile(never, [tf.shape(item_ids)[0], 1])
+        batch = tf.shape(item_ids, out_type=tf.int64)[0]
+        # Positions in the flattened [batch * item_size] scores.
+        flat = tf.reshape(never + tf.range(batch)[:, None] * item_size, [-1])
         if not keep_history:
-            excluded = tf.concat([excluded, item_ids], axis=1)  # its padding is id 0 again
-        rows = tf.broadcast_to(tf.range(tf.shape(excluded, out_type=tf.int64)[0])[:, None],
-                               tf.shape(excluded, out_type=tf.int64))
-        indices = tf.reshape(tf.stack([rows, excluded], axis=-1), [-1, 2])
+            history = tf.where(item_ids > 0)  # (h, 2): row, position; padding is already out
+            flat = tf.concat([flat, history[:, 0] * item_size + tf.gather_nd(item_ids, history)],
+                             axis=0)
+        flat = flat[:, None]
         # Removed (-inf), not zero-scored as the reference protocol does: at 0 they
         # would outrank every item with a negative score.
-        scores = tf.tensor_scatter_nd_update(
-            scores, indices, tf.fill(tf.shape(indices)[:1], float("-inf")))
-        top = tf.math.top_k(scores, k=top_k)
-        ids = tf.where(top.values == float("-inf"), tf.constant(-1, tf.int64),
-                       tf.cast(top.indices, tf.int64))
-        return {"item_ids": ids, "scores": top.values}
+        scores = tf.reshape(tf.tensor_scatter_nd_update(
+            tf.reshape(scores, [-1]), flat, tf.fill(tf.shape(flat)[:1], float("-inf"))),
+            [batch, item_size])
+        values, indices = pruned_top_k(scores, top_k)
+        ids = tf.where(values == float("-inf"), tf.constant(-1, tf.int64),
+                       tf.cast(indices, tf.int64))
+        return {"item_ids": ids, "scores": values}
 
     module.encode = encode
     module.recommend = recommend
