@@ -80,6 +80,7 @@ def main():
     for epoch, arm in enumerate(schedule):
         logging = [around, board] if arm == "with" else []
         training.model.fit(training.train_data, initial_epoch=epoch, epochs=epoch + 1,
+                           steps_per_epoch=training.steps_per_epoch,
                            verbose=0, callbacks=[first, *training.callbacks, *logging, last])
         seconds = last.times["epoch_end"][-1] - first.times["epoch_begin"][-1]
         epochs.setdefault(arm, []).append(seconds)

@@ -72,7 +72,7 @@ def profile_steps(training, steps=3):
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     step = training.model.make_train_function()
-    iterator = iter(training.train_data.repeat())
+    iterator = iter(training.train_data)
     step(iterator)  # traced before the trace starts
     logdir = tempfile.mkdtemp(prefix="iclrec-profile-")
     tf.profiler.experimental.start(logdir)
@@ -115,6 +115,7 @@ def main():
     stopwatch = Stopwatch()
     estep, validation = training.clustering, training.validation
     training.model.fit(training.train_data, epochs=2, verbose=2,
+                       steps_per_epoch=training.steps_per_epoch,
                        callbacks=[stopwatch, estep, validation, _CloseEpoch(stopwatch)])
     figures = {
         "step_s": round(statistics.median(stopwatch.step_seconds[-1]), 4),

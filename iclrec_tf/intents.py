@@ -3,6 +3,11 @@
 Before each epoch (from the warm-up epoch on), `IntentClustering` encodes all
 users' un-augmented train inputs in inference mode, mean-pools them, fits K
 centroids and hands them to the model through `model.set_centroids`.
+
+Under a multi-replica strategy each replica encodes its shard of the users,
+the encodings are gathered, the chief alone fits k-means, and its centroids
+are broadcast (an all-reduce of the chief's centroids with the others' zeros),
+so every worker trains against the same intents.
 """
 
 import dataclasses
@@ -12,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from sklearn.cluster import MiniBatchKMeans
+from sklearn.metrics import pairwise_distances_argmin_min
 
 from iclrec_tf.model import sequence_representation
 
@@ -22,7 +28,7 @@ def representation_encoder(model):
                        reduce_retracing=True)
 
 
-def encode_representations(model, dataset, encoder=None):
+def encode_representations(model, dataset, encoder=None, strategy=None):
     """[num_sequences, hidden] inference-mode mean-pooled encodings of `dataset`.
 
     Args:
@@ -30,9 +36,15 @@ def encode_representations(model, dataset, encoder=None):
       dataset: batches of item ids.
       encoder: a `representation_encoder(model)` to reuse across calls, so
         that the function is traced once rather than at every E-step.
+      strategy: a multi-replica `tf.distribute.Strategy` to shard the encoding
+        over (the rows of every replica are gathered), or None.
     """
     encode = encoder or representation_encoder(model)
-    return np.concatenate([encode(batch).numpy() for batch in dataset])
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return np.concatenate([encode(batch).numpy() for batch in dataset])
+    return np.concatenate([
+        strategy.gather(strategy.run(encode, (batch,)), axis=0).numpy()
+        for batch in strategy.experimental_distribute_dataset(dataset)])
 
 
 @dataclasses.dataclass
@@ -80,13 +92,18 @@ class IntentClustering(keras.callbacks.Callback):
       seed: seeds MiniBatchKMeans.
       warm_up_epochs: epochs to train before the first E-step.
       verbose: 1 prints one line per E-step.
+      strategy: the training's `tf.distribute.Strategy`, or None.
+      is_chief: whether this worker fits k-means (the others receive its centroids).
 
     Attributes:
       results: the `ClusteringResult` of every E-step of the current `fit`.
     """
 
-    def __init__(self, dataset, num_clusters, seed=1, warm_up_epochs=0, verbose=1):
+    def __init__(self, dataset, num_clusters, seed=1, warm_up_epochs=0, verbose=1,
+                 strategy=None, is_chief=True):
         super().__init__()
+        self.strategy = strategy
+        self.is_chief = is_chief
         self.dataset = dataset
         self.num_clusters = num_clusters
         self.seed = seed
@@ -103,8 +120,12 @@ class IntentClustering(keras.callbacks.Callback):
         if epoch < self.warm_up_epochs:
             return
         start = time.perf_counter()
-        representations = encode_representations(self.model, self.dataset, self._encoder)
-        result = fit_intents(representations, self.num_clusters, self.seed)
+        representations = encode_representations(self.model, self.dataset, self._encoder,
+                                                  self.strategy)
+        if self._is_multi_worker():
+            result = self._fit_on_chief_and_broadcast(representations)
+        else:
+            result = fit_intents(representations, self.num_clusters, self.seed)
         self.model.set_centroids(result.centroids)
         result.seconds = time.perf_counter() - start
         self.results.append(result)
@@ -112,3 +133,22 @@ class IntentClustering(keras.callbacks.Callback):
             print(f"E-step {epoch + 1}: {result.seconds:.1f} s, inertia {result.inertia:.2f}, "
                   f"{result.non_empty_clusters}/{self.num_clusters} clusters non-empty",
                   flush=True)
+
+    def _is_multi_worker(self):
+        return isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def _fit_on_chief_and_broadcast(self, representations):
+        shape = (self.num_clusters, representations.shape[1])
+        result = (fit_intents(representations, self.num_clusters, self.seed)
+                  if self.is_chief else None)
+        chief_centroids = result.centroids if self.is_chief else np.zeros(shape, np.float32)
+        # Replica 0 is the chief's; the others add zeros.
+        per_replica = self.strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(chief_centroids if context.replica_id_in_sync_group == 0
+                                        else np.zeros(shape, np.float32)))
+        centroids = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                         axis=None).numpy()
+        if result is None:
+            labels, distances = pairwise_distances_argmin_min(representations, centroids)
+            result = ClusteringResult(centroids, labels, float(np.square(distances).sum()))
+        return result

@@ -3,8 +3,13 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from iclrec_tf.distribute import global_sum
 from iclrec_tf.encoder import SequenceEncoder
 from iclrec_tf.tasks import StepOutputs, tasks_for
+
+# Dropout then draws from `tf.random.Generator`s, whose states are variables
+# that checkpoints carry: a resumed run continues the same random stream.
+keras.backend.experimental.enable_tf_random_generator()
 
 
 def sequence_representation(hidden):
@@ -114,6 +119,8 @@ class ICLRecModel(keras.Model):
         return {task.name: task(outputs) for task in self.tasks}
 
     def train_step(self, data):
+        # Under a strategy, each replica's losses are its share of the global
+        # batch's (see `iclrec_tf.distribute`); the optimizer sums the gradients.
         batch, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             losses = self.task_losses(batch, training=True)
@@ -121,9 +128,9 @@ class ICLRecModel(keras.Model):
         variables = self.trainable_variables
         gradients = tape.gradient(total, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self._trackers[0].update_state(total)
+        self._trackers[0].update_state(global_sum(total))
         for tracker, task in zip(self._trackers[1:], self.tasks, strict=True):
-            tracker.update_state(losses[task.name])
+            tracker.update_state(global_sum(losses[task.name]))
         return {tracker.name: tracker.result() for tracker in self._trackers}
 
     def get_config(self):

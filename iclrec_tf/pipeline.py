@@ -2,7 +2,9 @@
 
 Everything per batch is a TensorFlow op (no `py_function`, no numpy): the
 dataset yields shuffled user indices, and one vectorized map gathers their
-sequences, samples negatives and draws two augmented views.
+sequences, samples negatives and draws two augmented views. Training batches
+depend on (seed, epoch) only, so an interrupted run resumes into the same
+batches.
 """
 
 import numpy as np
@@ -58,6 +60,7 @@ class SequencePipelines:
     >>> pipelines = SequencePipelines(load_sequences(path), max_len=50)
     >>> train = pipelines.train(batch_size=256, seed=1, augmentation="random",
     ...                         ratios={"crop": 0.2, "mask": 0.7, "reorder": 0.2})
+    >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
     """
 
     def __init__(self, data, max_len):
@@ -76,14 +79,25 @@ class SequencePipelines:
         """[num_users, max_len] each user's left-padded train input."""
         return self._train_inputs
 
-    def train(self, batch_size, seed, augmentation, ratios):
-        """The training pipeline, reshuffled and re-augmented every epoch.
+    def steps_per_epoch(self, batch_size):
+        """Training batches per epoch: every user once, the last batch smaller."""
+        return -(-self.num_users // batch_size)
+
+    def train(self, batch_size, seed, augmentation, ratios, first_epoch=0):
+        """The training pipeline: epoch after epoch, reshuffled and re-augmented.
+
+        Epoch e's batches (order, negatives, views) are a function of `seed` and
+        e alone, not of how many epochs this process has already iterated, so a
+        run resumed at epoch e sees exactly the batches it would have seen
+        without the interruption. The dataset is endless: give `model.fit` its
+        `steps_per_epoch`.
 
         Args:
-          batch_size: users per batch (the last batch may be smaller).
+          batch_size: users per batch (each epoch's last batch may be smaller).
           seed: shuffling, negatives and augmentations follow from it.
           augmentation: `random`, `crop`, `mask` or `reorder`.
           ratios: dict with the `crop`, `mask` and `reorder` ratios.
+          first_epoch: the epoch (0-based) the dataset starts at.
 
         Returns:
           A dataset of dicts, each [batch, max_len] int32: `input_ids`,
@@ -98,7 +112,15 @@ class SequencePipelines:
             tf.constant(train_values, tf.int32), tf.constant(train_splits))
         inputs = tf.constant(self._train_inputs)
         targets = tf.constant(self._train_targets)
-        item_size, max_len = data.item_size, self.max_len
+        item_size, max_len, num_users = data.item_size, self.max_len, data.num_users
+
+        def epoch_batches(epoch):
+            epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(num_users, dtype=tf.int64), seed=epoch_seed)
+            users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            return users.enumerate().map(lambda index, batch_users: (
+                batch_users, tf.random.experimental.stateless_fold_in(epoch_seed, index)))
 
         def make_batch(users, batch_seed):
             negative_seed, view_seed_1, view_seed_2 = tf.unstack(
@@ -120,11 +142,7 @@ class SequencePipelines:
                                                  ratios, view_seed_2),
             }
 
-        users = (tf.data.Dataset.range(data.num_users)
-                 .shuffle(data.num_users, seed=seed, reshuffle_each_iteration=True)
-                 .batch(batch_size))
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        return (tf.data.Dataset.zip((users, seeds))
+        return (tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
                 .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .prefetch(tf.data.AUTOTUNE))
 

@@ -11,6 +11,8 @@ import dataclasses
 import tensorflow as tf
 import tf_keras as keras
 
+from iclrec_tf.distribute import global_sum, replica_rows
+
 
 @dataclasses.dataclass
 class StepOutputs:
@@ -43,6 +45,11 @@ def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
     are `[A.B^T | A.A^T]` over `[B.B^T | B.A^T]` (divided by `temperature`),
     the diagonals of A.A^T and B.B^T set to -inf, and row i's label is i.
 
+    Under a strategy with several replicas, each passes its own rows: the
+    candidates of its rows come from the whole global batch, and it returns its
+    rows' share of the global mean, so that the replicas' losses add up to the
+    loss of the global batch on one device.
+
     Args:
       anchors: [n, dim].
       positives: [n, dim]; row i is the positive of anchor i.
@@ -52,27 +59,38 @@ def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
         negatives (logit -inf), except the positive itself.
 
     Returns:
-      Scalar mean cross entropy over the 2n rows.
+      Scalar: the summed cross entropy of this replica's rows over the 2n rows
+      of the global batch (the mean cross entropy, on one replica).
     """
-    sim_ab = tf.matmul(anchors, positives, transpose_b=True) / temperature
-    sim_aa = tf.matmul(anchors, anchors, transpose_b=True) / temperature
-    sim_bb = tf.matmul(positives, positives, transpose_b=True) / temperature
-    eye = tf.eye(tf.shape(anchors)[0], dtype=tf.bool)
-    if intent_ids is None:
-        same_block, cross_block = eye, tf.zeros_like(eye)
+    all_anchors, offset = replica_rows(anchors)
+    all_positives, _ = replica_rows(positives)
+    num_rows = tf.shape(all_anchors)[0]
+    rows = offset + tf.range(tf.shape(anchors)[0])  # global index of each own row
+    sim_ab = tf.matmul(anchors, all_positives, transpose_b=True) / temperature
+    sim_aa = tf.matmul(anchors, all_anchors, transpose_b=True) / temperature
+    sim_bb = tf.matmul(positives, all_positives, transpose_b=True) / temperature
+    if all_anchors is anchors:
+        sim_ba = tf.transpose(sim_ab)
     else:
-        same_intent = tf.equal(intent_ids[:, None], intent_ids[None, :])
-        same_block = same_intent | eye
-        cross_block = same_intent & ~eye
+        sim_ba = tf.matmul(positives, all_anchors, transpose_b=True) / temperature
+    own = tf.cast(tf.one_hot(rows, num_rows, dtype=tf.int8), tf.bool)
+    if intent_ids is None:
+        same_block, cross_block = own, tf.zeros_like(own)
+    else:
+        all_intent_ids, _ = replica_rows(intent_ids)
+        same_intent = tf.equal(intent_ids[:, None], all_intent_ids[None, :])
+        same_block = same_intent | own
+        cross_block = same_intent & ~own
     negative_infinity = tf.fill(tf.shape(sim_ab), float("-inf"))
     sim_aa = tf.where(same_block, negative_infinity, sim_aa)
     sim_bb = tf.where(same_block, negative_infinity, sim_bb)
     sim_ab = tf.where(cross_block, negative_infinity, sim_ab)
+    sim_ba = tf.where(cross_block, negative_infinity, sim_ba)
     logits = tf.concat([tf.concat([sim_ab, sim_aa], axis=1),
-                        tf.concat([sim_bb, tf.transpose(sim_ab)], axis=1)], axis=0)
-    labels = tf.range(tf.shape(logits)[0])
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+                        tf.concat([sim_bb, sim_ba], axis=1)], axis=0)
+    labels = tf.concat([rows, num_rows + rows], axis=0)
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(cross_entropy) / tf.cast(2 * num_rows, cross_entropy.dtype)
 
 
 class Task(keras.layers.Layer):
@@ -116,7 +134,8 @@ class NextItemTask(Task):
         negative_logits = tf.reduce_sum(hidden * negative, axis=-1)
         is_target = tf.cast(outputs.batch["target_pos"] > 0, hidden.dtype)
         per_position = tf.nn.softplus(-positive_logits) + tf.nn.softplus(negative_logits)
-        return tf.reduce_sum(per_position * is_target) / tf.reduce_sum(is_target)
+        # Over the global batch's targets, so that replicas add up to one device.
+        return tf.reduce_sum(per_position * is_target) / global_sum(tf.reduce_sum(is_target))
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
@@ -188,8 +207,11 @@ def _fnm_ids(task, outputs):
     if not task.fnm:
         return None
     # Before the first E-step every sequence would share intent 0; give each its
-    # own id instead so that nothing but the usual diagonal is masked.
-    own_ids = -1 - tf.range(tf.shape(outputs.intent_ids)[0], dtype=outputs.intent_ids.dtype)
+    # own id (unique in the global batch) so that nothing but the usual diagonal
+    # is masked.
+    _, offset = replica_rows(outputs.intent_ids)
+    rows = offset + tf.range(tf.shape(outputs.intent_ids)[0])
+    own_ids = -1 - tf.cast(rows, outputs.intent_ids.dtype)
     return tf.where(outputs.intents_ready, outputs.intent_ids, own_ids)
 
 

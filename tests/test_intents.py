@@ -44,7 +44,7 @@ def test_callback_updates_the_centroids_and_assignments_follow(setup, capsys):
     assert "E-step 1:" in capsys.readouterr().out
 
     model.fit(pipelines.train(40, 1, "random", {"crop": 0.2, "mask": 0.7, "reorder": 0.2}),
-              epochs=2, verbose=0)
+              epochs=2, steps_per_epoch=pipelines.steps_per_epoch(40), verbose=0)
     callback.on_epoch_begin(1)
     second = model.intent_centroids.numpy()
     assert not np.allclose(first, second)

@@ -41,6 +41,7 @@ def monitored_fit(config, data, log_dir, log_every=0, histograms=False):
     board = ICLRecTensorBoard(log_dir, config, data, clustering, validation,
                               log_every=log_every, histograms=histograms)
     history = training.model.fit(training.train_data, epochs=config.epochs, verbose=0,
+                                 steps_per_epoch=training.steps_per_epoch,
                                  callbacks=training.callbacks + [board])
     best = training.early_stopping.best_epoch
     metrics = {"best_epoch": best + 1,

@@ -17,13 +17,17 @@ def data(tmp_path_factory):
     return load_sequences(write_dataset(tmp_path_factory.mktemp("d") / "d.txt", sequences))
 
 
-def _epoch(dataset):
-    return [{k: v.numpy() for k, v in batch.items()} for batch in dataset]
+def _epoch(dataset, pipelines, batch_size, epoch=0):
+    """The batches of the `epoch`-th epoch of an endless training dataset."""
+    steps = pipelines.steps_per_epoch(batch_size)
+    batches = dataset.skip(epoch * steps).take(steps)
+    return [{k: v.numpy() for k, v in batch.items()} for batch in batches]
 
 
 def test_train_batches_hold_inputs_targets_negatives_and_views(data):
     pipelines = SequencePipelines(data, max_len=8)
-    batches = _epoch(pipelines.train(16, seed=1, augmentation="random", ratios=RATIOS))
+    batches = _epoch(pipelines.train(16, seed=1, augmentation="random", ratios=RATIOS),
+                     pipelines, 16)
     assert [len(b["input_ids"]) for b in batches] == [16, 16, 16, 2]
     seen_users = []
     for batch in batches:
@@ -50,9 +54,11 @@ def test_train_batches_hold_inputs_targets_negatives_and_views(data):
 def test_train_is_seeded_and_reshuffled_every_epoch(data):
     pipelines = SequencePipelines(data, max_len=8)
     dataset = pipelines.train(16, seed=4, augmentation="random", ratios=RATIOS)
-    first, second = _epoch(dataset), _epoch(dataset)
-    again = _epoch(pipelines.train(16, seed=4, augmentation="random", ratios=RATIOS))
-    other = _epoch(pipelines.train(16, seed=5, augmentation="random", ratios=RATIOS))
+    first, second = _epoch(dataset, pipelines, 16, 0), _epoch(dataset, pipelines, 16, 1)
+    again = _epoch(pipelines.train(16, seed=4, augmentation="random", ratios=RATIOS),
+                   pipelines, 16)
+    other = _epoch(pipelines.train(16, seed=5, augmentation="random", ratios=RATIOS),
+                   pipelines, 16)
     for a, b in zip(first, again, strict=True):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
@@ -61,11 +67,25 @@ def test_train_is_seeded_and_reshuffled_every_epoch(data):
     assert not np.array_equal(first[0]["view_1"], first[0]["view_2"])
 
 
+def test_an_epoch_is_the_same_whichever_epoch_the_dataset_starts_at(data):
+    """What lets a resumed run see the batches an uninterrupted one would."""
+    pipelines = SequencePipelines(data, max_len=8)
+    from_start = pipelines.train(16, seed=4, augmentation="random", ratios=RATIOS)
+    resumed = pipelines.train(16, seed=4, augmentation="random", ratios=RATIOS, first_epoch=2)
+    expected = _epoch(from_start, pipelines, 16, epoch=2)
+    for a, b in zip(expected, _epoch(resumed, pipelines, 16), strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(expected[0]["view_1"],
+                              _epoch(from_start, pipelines, 16, epoch=1)[0]["view_1"])
+
+
 def test_views_come_from_the_whole_train_input_before_truncation(data):
     # crop of a 67-item input keeps 13 items; they are only visible if the crop
     # sees items older than the last 8 positions.
     pipelines = SequencePipelines(data, max_len=8)
-    batch = _epoch(pipelines.train(64, seed=1, augmentation="crop", ratios=RATIOS))[0]
+    batch = _epoch(pipelines.train(64, seed=1, augmentation="crop", ratios=RATIOS),
+                   pipelines, 64)[0]
     longest = int(np.argmax(data.lengths))
     user_input = data.sequence(longest)[:-3].tolist()
     row = next(r for r in range(len(batch["input_ids"]))
