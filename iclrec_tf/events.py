@@ -240,6 +240,8 @@ def _header(path, log_format):
         lines.close()
         if not names:
             raise DataError(f"{path}:1: empty file, expected a header line")
+        # A spreadsheet's byte order mark, which pyarrow skips too.
+        names[0] = names[0].removeprefix("\ufeff")
     flags = {log_format.user: "--user-col", log_format.item: "--item-col",
              log_format.time: "--time-col", log_format.rating: "--rating-col"}
     for column in log_format.columns:

@@ -120,6 +120,12 @@ def test_amazon_preset_reads_line_one_as_a_record(tmp_path):
         ("A1", "B1", NEW_YEAR_2020, 5.0), ("A2", "B1", NEW_YEAR_2020 + 1, 1.0)]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("user_id,item_id,timestamp\nu,i,1\n".encode("utf-8-sig"))
+    assert summary(read_events(path, LogFormat("csv"))) == [("u", "i", 1.0, None)]
+
+
 def test_blank_lines_are_skipped_and_still_counted(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_text('{"user_id": "a", "item_id": "b", "timestamp": 1}\n\n   \n'
