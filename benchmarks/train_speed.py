@@ -6,7 +6,8 @@ Runs two epochs of the real training loop (the first pays for tracing) and repor
 the second; prints one JSON object on its last line with `step_s` (median seconds
 per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
 validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
-TensorFlow op time by op type in a traced training step.
+TensorFlow op time by op type in a traced training step. `--deterministic` turns
+on TensorFlow's op determinism, as `fit` does by default.
 """
 
 import argparse
@@ -107,7 +108,11 @@ def main():
     parser.add_argument("--dataset", default="toys")
     parser.add_argument("--data-dir")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="TensorFlow op determinism, as `fit` (its default) runs")
     args = parser.parse_args()
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     config = TrainConfig.for_dataset(args.dataset, epochs=2).validate()
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))

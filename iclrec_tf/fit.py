@@ -325,7 +325,6 @@ def main(argv=None):
     start = time.perf_counter()
     dataset_path = resolve_dataset(args.dataset, args.data_dir)
     data = load_sequences(dataset_path)
-    sync_run_vocabulary(run_dir, args.dataset, dataset_path, data.max_item)  # items.txt
     if args.max_users is not None:
         data = data.subset(min(args.max_users, data.num_users))
     _phase(f"Data: {data.num_users} users, {data.max_item} items, "
@@ -343,6 +342,7 @@ def main(argv=None):
     is_chief, _ = worker_role(strategy)
     if is_chief:
         run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
+        sync_run_vocabulary(run_dir, args.dataset, dataset_path, data.max_item)  # items.txt
     export_dir = None if args.export is None else pathlib.Path("saved_models") / args.export
     try:
         metrics, version_dir = train(

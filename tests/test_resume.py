@@ -114,22 +114,26 @@ def test_a_kill_mid_epoch_resumes_into_the_same_result(uninterrupted, data_dir, 
     _assert_same_metrics(_metrics(run_dir), uninterrupted, 1e-6)
 
 
-def test_a_finished_run_says_so_and_does_not_train_again(uninterrupted, data_dir, tmp_path):
-    run_dir = tmp_path / "done"
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("resume") / "one_epoch"
     _fit(data_dir, run_dir, "--epochs", "1")
-    before = (run_dir / "metrics.json").stat().st_mtime_ns
-    again = _fit(data_dir, run_dir, "--epochs", "1")
+    return run_dir
+
+
+def test_a_finished_run_says_so_and_does_not_train_again(one_epoch, data_dir):
+    before = (one_epoch / "metrics.json").stat().st_mtime_ns
+    again = _fit(data_dir, one_epoch, "--epochs", "1")
     assert "has finished" in again and "E-step" not in again
-    assert (run_dir / "metrics.json").stat().st_mtime_ns == before
+    assert (one_epoch / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_the_same_seed_gives_identical_metrics_and_another_seed_does_not(data_dir, tmp_path):
-    runs = {name: tmp_path / name for name in ("first", "again", "seed_2")}
-    _fit(data_dir, runs["first"], "--epochs", "1")
-    _fit(data_dir, runs["again"], "--epochs", "1")
-    _fit(data_dir, runs["seed_2"], "--epochs", "1", "--seed", "2")
-    assert _metrics(runs["again"]) == _metrics(runs["first"])
-    assert _metrics(runs["seed_2"])["test"] != _metrics(runs["first"])["test"]
+def test_the_same_seed_gives_identical_metrics_and_another_seed_does_not(one_epoch, data_dir,
+                                                                          tmp_path):
+    _fit(data_dir, tmp_path / "again", "--epochs", "1")
+    _fit(data_dir, tmp_path / "seed_2", "--epochs", "1", "--seed", "2")
+    assert _metrics(tmp_path / "again") == _metrics(one_epoch)
+    assert _metrics(tmp_path / "seed_2")["test"] != _metrics(one_epoch)["test"]
 
 
 def _small_model(item_size=30):
