@@ -185,9 +185,9 @@ class SelfAttention(keras.layers.Layer):
         scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(self.head_size) + bias
         probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
         context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
-        context = tf.reshape(context, tf.shape(queries))
+        context = tf.reshape(context, (-1, self.hidden_size))  # (B*Q, D)
         output = self.output_dropout(self.dense(context), training=training)
-        return self.layer_norm(output + queries)
+        return self.layer_norm(tf.reshape(output, tf.shape(queries)) + queries)
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,
@@ -224,9 +224,12 @@ class FeedForward(keras.layers.Layer):
         self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
 
     def call(self, hidden, training=None):
-        inner = gelu(self.dense_1(hidden))
+        rows = tf.reshape(hidden, (-1, self.hidden_size))  # (B*L, D)
+        inner = self.dense_1(rows)
+        # In inference, TensorFlow's own GELU: oneDNN fuses it into the matmul.
+        inner = gelu(inner) if training else tf.nn.gelu(inner, approximate=False)
         output = self.dropout(self.dense_2(inner), training=training)
-        return self.layer_norm(output + hidden)
+        return self.layer_norm(tf.reshape(output, tf.shape(hidden)) + hidden)
 
     def get_config(self):
         return {**super().get_config(), "hidden_size": self.hidden_size,
