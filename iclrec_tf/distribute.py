@@ -35,7 +35,7 @@ def make_strategy(name):
         config["cluster"]["worker"], config["task"]["index"]  # noqa: B018 (presence check)
     except (KeyError, TypeError, json.JSONDecodeError):
         raise ConfigError("--strategy multi_worker needs TF_CONFIG with a cluster "
-                            "'worker' list and this task's 'index'") from None
+                          "'worker' list and this task's 'index'") from None
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

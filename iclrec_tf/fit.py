@@ -104,8 +104,8 @@ class Training:
     evaluator: object
 
     @property
-    def finished(self):
-        """Whether the restored run had already stopped early or run all its epochs."""
+    def stopped_early(self):
+        """Whether the restored run had already stopped early (it trains no further)."""
         return bool(self.early_stopping.state.stopped.numpy())
 
 
@@ -237,7 +237,7 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
         callbacks += [board, keras.callbacks.CSVLogger(str(run_dir.file(HISTORY_FILE)),
                                                        append=True)]
     callbacks.append(training.checkpoint)
-    last_epoch = first_epoch if training.finished else config.epochs
+    last_epoch = first_epoch if training.stopped_early else config.epochs
     start = time.perf_counter()
     training.model.fit(training.train_data, epochs=last_epoch, initial_epoch=first_epoch,
                        steps_per_epoch=training.steps_per_epoch, callbacks=callbacks,

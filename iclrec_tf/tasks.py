@@ -69,7 +69,7 @@ def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
     sim_ab = tf.matmul(anchors, all_positives, transpose_b=True) / temperature
     sim_aa = tf.matmul(anchors, all_anchors, transpose_b=True) / temperature
     sim_bb = tf.matmul(positives, all_positives, transpose_b=True) / temperature
-    if all_anchors is anchors:
+    if all_anchors is anchors:  # one replica: B.A^T is (A.B^T)^T, no second matmul
         sim_ba = tf.transpose(sim_ab)
     else:
         sim_ba = tf.matmul(positives, all_anchors, transpose_b=True) / temperature
