@@ -3,6 +3,7 @@
     python benchmarks/prepare_speed.py --rows 10000000 --workdir /tmp/prepare_bench
     python benchmarks/prepare_speed.py --rows 2000000 --compare   # needs pandas (".[bench]")
     python benchmarks/prepare_speed.py --rows 2000000 --preset yelp --compare
+    python benchmarks/prepare_speed.py --rows 60000000 --limit-mb 1536   # 2 GB log
 
 The log is a CSV with a header, `user_id,item_id,timestamp,rating`, string ids
 (`U00012345`, `I0001234`), about ten events a user, Zipf-distributed item
@@ -14,6 +15,11 @@ prepare runs in a child process, so its peak RSS is its own.
 `user_id`, `business_id`, `stars`, a 400-character `text`, `date`) and prepares
 them with `--preset yelp`.
 
+`--memory-mb` is passed on to prepare (the events it sorts at once; a larger log
+is split into temporary partitions). `--limit-mb` runs prepare in a memory cgroup
+capped at that size (cgroup v1 or v2, where this user may create one): the proof
+that a log larger than the memory it is given goes through.
+
 `--compare` also times the reading-and-coding step alone (ids -> integer codes,
 times -> floats) with the readers considered: for CSV the `csv` module, pandas'
 chunked `read_csv` with `factorize`, and pyarrow's streaming CSV reader, which
@@ -23,8 +29,10 @@ which it uses first.
 """
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import pathlib
 import platform
 import re
@@ -80,9 +88,10 @@ def generate_reviews(path, rows, seed=0):
 
 
 def read_with_json_module(path):
-    from iclrec_tf.events import PRESETS, _read_jsonl_lines
+    from iclrec_tf.events import PRESETS, EventBlocks, _Blocks, _read_jsonl_lines
 
-    return _read_jsonl_lines(path, PRESETS["yelp"]).num_events
+    return _read_jsonl_lines(path, PRESETS["yelp"],
+                             lambda: _Blocks(EventBlocks(has_rating=False))).num_events
 
 
 def read_with_pyarrow_json(path):
@@ -137,6 +146,37 @@ def time_readers(path, names):
     return speeds
 
 
+@contextlib.contextmanager
+def memory_cgroup(limit_mb):
+    """Yields a `preexec_fn` that moves the calling process into a new cgroup capped at `limit_mb`.
+
+    After the block, the function's `peak["mb"]` is the cgroup's peak usage in
+    MB (page cache included, so it is near the limit), and the cgroup is removed.
+    """
+    name = f"iclrec_prepare_{os.getpid()}"
+    if pathlib.Path("/sys/fs/cgroup/memory/cgroup.procs").exists():  # v1
+        group = pathlib.Path("/sys/fs/cgroup/memory") / name
+        limit_file, peak_file = "memory.limit_in_bytes", "memory.max_usage_in_bytes"
+    else:  # v2
+        group = pathlib.Path("/sys/fs/cgroup") / name
+        limit_file, peak_file = "memory.max", "memory.peak"
+    try:
+        group.mkdir()
+        (group / limit_file).write_text(str(limit_mb << 20))
+    except OSError as error:
+        sys.exit(f"--limit-mb: cannot create a memory cgroup at {group}: {error.strerror}")
+
+    def enter():
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    enter.peak = {}
+    try:
+        yield enter
+        enter.peak["mb"] = round(int((group / peak_file).read_text()) / 2**20)
+    finally:
+        group.rmdir()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -144,6 +184,9 @@ def main():
                         help="where the log and the output go (outside the repository)")
     parser.add_argument("--preset", choices=("yelp",),
                         help="a Yelp-shaped JSON lines log instead of the CSV")
+    parser.add_argument("--memory-mb", type=float, help="passed on to prepare")
+    parser.add_argument("--limit-mb", type=int,
+                        help="run prepare in a memory cgroup capped at this many MB")
     parser.add_argument("--compare", action="store_true",
                         help="also time the other readers (see the docstring)")
     args = parser.parse_args()
@@ -156,28 +199,36 @@ def main():
         (generate_reviews if yelp else generate)(log, args.rows)
         print(f"# generated {log} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     output = workdir / f"prepared_{log.stem}"
-    shutil.rmtree(output, ignore_errors=True)
+    # A killed run (the cgroup's OOM killer) leaves its hidden staging directory.
+    for stale in (output, *workdir.glob(f".{output.name}.*")):
+        shutil.rmtree(stale, ignore_errors=True)
 
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "prepare.py"), "--input", str(log),
-         "--output", str(output),
-         *(["--preset", "yelp"] if yelp else ["--rating-col", "rating"])],
-        capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    command = [sys.executable, str(REPO / "pipelines" / "prepare.py"), "--input", str(log),
+               "--output", str(output),
+               *(["--preset", "yelp"] if yelp else ["--rating-col", "rating"]),
+               *(["--memory-mb", str(args.memory_mb)] if args.memory_mb else [])]
+    with (memory_cgroup(args.limit_mb) if args.limit_mb else
+          contextlib.nullcontext()) as enter_cgroup:
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True,
+                                preexec_fn=enter_cgroup)
+        seconds = time.perf_counter() - start
     if result.returncode:
-        sys.exit(result.stderr)
+        sys.exit(f"prepare exited with {result.returncode}: {result.stderr[-2000:]}")
     read_seconds = float(re.search(r" in ([\d.]+) s", result.stdout).group(1))
     stats = json.loads((output / "stats.json").read_text())
     figures = {
         "rows": args.rows, "file_mb": round(log.stat().st_size / 2**20),
         "seconds": round(seconds, 1), "read_seconds": read_seconds,
         "rows_per_s": round(args.rows / seconds),
+        "partitions": int(re.search(r"into (\d+) partition", result.stdout).group(1)),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "users": stats["users"], "items": stats["items"],
         "interactions": stats["interactions"], "removed": stats["removed"],
     }
+    if args.limit_mb:
+        figures.update(limit_mb=args.limit_mb, cgroup_peak_mb=enter_cgroup.peak["mb"])
     if args.compare:
         figures["read_rows_per_s"] = time_readers(
             log, ("json_module", "pyarrow_json") if yelp else ("csv_module", "pandas",

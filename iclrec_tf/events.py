@@ -5,10 +5,12 @@ rating. Ids are any non-blank text without a line break. A time is a number
 (seconds, or any unit as long as the whole log uses it) or an ISO 8601 date
 such as `2018-07-07 22:09:11`; a date without a time zone is taken as UTC.
 
-Reading keeps only integer codes: each distinct id is stored once (as a
-string, in order of first appearance) and every event as three or four numbers
-(16-24 bytes), so the memory grows with the number of events and of distinct
-ids, not with the length of the lines. CSV, TSV and JSON lines are parsed by
+Reading turns every event into three or four numbers and hands them on a block
+at a time: to memory (`EventBlocks`, 16-24 bytes an event) or, in `prepare`, to
+temporary files (`iclrec_tf.partitions`). What the reader itself keeps is each
+distinct id once (a string, in order of first appearance), so its memory grows
+with the number of distinct ids, not with the events or the length of the
+lines. CSV, TSV and JSON lines are parsed by
 pyarrow's streaming readers (see docs/BENCHMARKS.md, "Preparing your own
 data", for the measurements behind that choice). A bad record stops the
 reading with a `DataError` naming `file:line`: the fast path only detects that
@@ -26,13 +28,15 @@ import pathlib
 import numpy as np
 
 from iclrec_tf.data import DataError
+from iclrec_tf.idcoder import IdCoder
 
 FORMATS = ("csv", "tsv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "jsonl",
               ".jsonl": "jsonl", ".ndjson": "jsonl"}
-# Large enough that per-block Python work is negligible, small enough that a
-# block of strings stays far below the memory the codes need.
-BLOCK_BYTES = 1 << 24
+# pyarrow's CSV reader holds about 25 times its block size (reading ahead,
+# parsing in parallel): 2 MiB blocks read a 60M-event log at 600 MB of peak
+# memory and as fast as 16 MiB ones, which need 400 MB more (docs/BENCHMARKS.md).
+BLOCK_BYTES = 1 << 21
 # pyarrow parses several JSON blocks at once and each holds every field of its
 # lines (review texts too): 4 MiB blocks halve the peak memory of 16 MiB ones,
 # at the same speed (docs/BENCHMARKS.md).
@@ -163,56 +167,65 @@ def parse_rating(value, column):
     return rating
 
 
-class _Coder:
-    """Numbers distinct strings 0, 1, ... in order of first appearance."""
+class EventBlocks:
+    """Receives a log's coded blocks in memory and joins them into an `EventLog`.
 
-    def __init__(self):
-        self.codes = {}
-        self.names = []
+    The default receiver of `read_events`; `iclrec_tf.partitions.Partitions`
+    is the other, which appends the blocks to files instead. A receiver has
+    `add(users, items, times, ratings)`, called once a block, and
+    `finish(user_names, item_names)` (pyarrow string arrays, code order),
+    whose result `read_events` returns.
 
-    def code_block(self, uniques, indices):
-        """Codes of a block given as its distinct values and, per row, an index into them."""
-        table = np.fromiter((self.code(name) for name in uniques), np.int32, len(uniques))
-        return table[indices]
-
-    def code(self, name):
-        code = self.codes.get(name)
-        if code is None:
-            code = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return code
-
-
-class _Blocks:
-    """Collects the coded blocks of a log into one `EventLog`."""
+    Args:
+      has_rating: whether blocks come with ratings.
+    """
 
     def __init__(self, has_rating):
-        self.users, self.items = _Coder(), _Coder()
         self.parts = {"users": [], "items": [], "times": []}
         if has_rating:
             self.parts["ratings"] = []
 
-    def add(self, **arrays):
-        for name, part in self.parts.items():
-            part.append(arrays[name])
+    def add(self, users, items, times, ratings=None):
+        for name, array in (("users", users), ("items", items), ("times", times),
+                            ("ratings", ratings)):
+            if name in self.parts:
+                self.parts[name].append(array)
 
-    def log(self):
+    def finish(self, user_names, item_names):
         joined = {name: np.concatenate(part) if part else np.zeros(0)
                   for name, part in self.parts.items()}
         return EventLog(joined["users"].astype(np.int32), joined["items"].astype(np.int32),
                         joined["times"].astype(np.float64), joined.get("ratings"),
-                        self.users.names, self.items.names)
+                        user_names.to_pylist(), item_names.to_pylist())
 
 
-def read_events(path, log_format):
+class _Blocks:
+    """One reading of a log: codes each block's ids and hands the block to a receiver."""
+
+    def __init__(self, receiver):
+        self.users, self.items = IdCoder(), IdCoder()
+        self.receiver = receiver
+
+    def add(self, **arrays):
+        self.receiver.add(**arrays)
+
+    def finish(self):
+        return self.receiver.finish(self.users.names(), self.items.names())
+
+
+def read_events(path, log_format, new_receiver=EventBlocks):
     """Reads a log into integer codes, streaming it block by block.
 
     Args:
       path: the log file.
       log_format: a `LogFormat`.
+      new_receiver: called with `has_rating`, makes the object the coded blocks
+        go to (see `EventBlocks`); called again if reading starts over (JSON
+        lines whose types pyarrow cannot take), so it must start empty.
 
     Returns:
-      An `EventLog`, with the records in file order.
+      What the receiver's `finish` returns: by default an `EventLog`, with the
+      records in file order.
 
     Raises:
       DataError: naming the file (and the line, for a bad record): an unreadable
@@ -222,9 +235,12 @@ def read_events(path, log_format):
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"--input {path}: no such file")
+    def new_blocks():
+        return _Blocks(new_receiver(log_format.rating is not None))
+
     if log_format.kind == "jsonl":
-        return _read_jsonl(path, log_format)
-    return _read_delimited(path, log_format)
+        return _read_jsonl(path, log_format, new_blocks)
+    return _read_delimited(path, log_format, new_blocks)
 
 
 def _delimiter(log_format):
@@ -251,7 +267,7 @@ def _header(path, log_format):
     return names
 
 
-def _read_delimited(path, log_format):
+def _read_delimited(path, log_format, new_blocks):
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -263,7 +279,7 @@ def _read_delimited(path, log_format):
         include_columns=list(log_format.columns),
         column_types=dict.fromkeys(log_format.columns, pa.string()),
         strings_can_be_null=False, quoted_strings_can_be_null=False)
-    blocks = _Blocks(log_format.rating is not None)
+    blocks = new_blocks()
     try:
         with pa_csv.open_csv(path, reader_options, parse_options, convert_options) as reader:
             for batch in reader:
@@ -272,7 +288,7 @@ def _read_delimited(path, log_format):
         _locate_bad_line(path, log_format, names)
         # Nothing is wrong line by line: a file-level problem (e.g. a stray quote).
         raise DataError(f"{path}: {str(error).splitlines()[0]}") from None
-    return blocks.log()
+    return blocks.finish()
 
 
 def _add_arrow_batch(blocks, batch, log_format):
@@ -290,9 +306,7 @@ def _add_arrow_batch(blocks, batch, log_format):
         if log_format.kind == "jsonl" and pc.any(
                 pc.match_substring_regex(column, "[\r\n]")).as_py():
             raise _BadRecord("an id with a line break")
-        encoded = pc.dictionary_encode(column)
-        coded.append(coder.code_block(encoded.dictionary.to_pylist(),
-                                      encoded.indices.to_numpy(zero_copy_only=False)))
+        coded.append(coder.code(column))
     arrays = {"users": coded[0], "items": coded[1],
               "times": _arrow_seconds(columns[2], log_format.time)}
     if log_format.rating is not None:
@@ -363,7 +377,7 @@ def _text_lines(path):
         raise DataError(f"{path}: cannot read: {error.strerror}") from None
 
 
-def _read_jsonl(path, log_format):
+def _read_jsonl(path, log_format, new_blocks):
     """JSON lines, by pyarrow if it can; else (or to name a bad line) by the `json` module.
 
     pyarrow needs one type a field: times as strings (dates) are tried first,
@@ -374,13 +388,13 @@ def _read_jsonl(path, log_format):
 
     for time_type in (pa.string(), pa.float64()):
         try:
-            return _read_jsonl_arrow(path, log_format, time_type)
+            return _read_jsonl_arrow(path, log_format, time_type, new_blocks)
         except (pa.ArrowInvalid, _BadRecord):
             continue
-    return _read_jsonl_lines(path, log_format)
+    return _read_jsonl_lines(path, log_format, new_blocks)
 
 
-def _read_jsonl_arrow(path, log_format, time_type):
+def _read_jsonl_arrow(path, log_format, time_type, new_blocks):
     import pyarrow as pa
     import pyarrow.json as pa_json
 
@@ -388,16 +402,16 @@ def _read_jsonl_arrow(path, log_format, time_type):
     schema = pa.schema(list(zip(log_format.columns, types, strict=True)))
     parse_options = pa_json.ParseOptions(explicit_schema=schema,
                                          unexpected_field_behavior="ignore")
-    blocks = _Blocks(log_format.rating is not None)
+    blocks = new_blocks()
     with pa_json.open_json(path, pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES),
                            parse_options) as reader:
         for batch in reader:
             _add_arrow_batch(blocks, batch, log_format)
-    return blocks.log()
+    return blocks.finish()
 
 
-def _read_jsonl_lines(path, log_format):
-    blocks = _Blocks(log_format.rating is not None)
+def _read_jsonl_lines(path, log_format, new_blocks):
+    blocks = new_blocks()
     parsers = [parse_id, parse_id, parse_time] + ([parse_rating] if log_format.rating else [])
     rows = []
     for number, line in enumerate(_text_lines(path), start=1):
@@ -417,15 +431,17 @@ def _read_jsonl_lines(path, log_format):
             _add_rows(blocks, rows)
             rows = []
     _add_rows(blocks, rows)
-    return blocks.log()
+    return blocks.finish()
 
 
 def _add_rows(blocks, rows):
+    import pyarrow as pa
+
     if not rows:
         return
     fields = list(zip(*rows, strict=True))
-    arrays = {"users": np.fromiter(map(blocks.users.code, fields[0]), np.int32, len(rows)),
-              "items": np.fromiter(map(blocks.items.code, fields[1]), np.int32, len(rows)),
+    arrays = {"users": blocks.users.code(pa.array(fields[0], pa.string())),
+              "items": blocks.items.code(pa.array(fields[1], pa.string())),
               "times": np.asarray(fields[2], np.float64)}
     if len(fields) > 3:
         arrays["ratings"] = np.asarray(fields[3], np.float64)

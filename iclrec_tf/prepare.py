@@ -20,10 +20,21 @@ one line per user, `user_id item_1 ... item_n`, the format `load_sequences`
 reads), `items.txt` and `users.txt` (line i: the raw id of item or user i) and
 `stats.json`. Everything is written into a temporary directory beside it,
 then renamed: a failure leaves nothing behind.
+
+Out of core: the events are never all in memory. Reading appends them to
+temporary files split by user (`iclrec_tf.partitions`), as many files as it
+takes for one to fit in `memory_bytes`. Steps 2 and 3 then make one pass over
+the files a k-core round, each file in turn (duplicates and the user counts are
+within a file, the item counts are summed over files); step 4 splits the kept
+events again, by ranges of the new user numbers, and sorts and writes one range
+at a time. What stays in memory is a few numbers per distinct user and item and
+the raw ids themselves.
 """
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -37,161 +48,235 @@ from iclrec_tf import cli
 from iclrec_tf.config import ConfigError
 from iclrec_tf.data import MIN_ITEMS_PER_USER, DataError
 from iclrec_tf.events import FORMATS, PRESETS, LogFormat, detect_kind, read_events
+from iclrec_tf.partitions import Partitions
 from iclrec_tf.vocabulary import ITEMS_FILE, USERS_FILE, vocabulary_text
 
 STATS_FILE = "stats.json"
 PROG = "python pipelines/prepare.py"
+# Memory one event takes at the peak of a partition's processing: the records
+# (24-32 bytes), the duplicate sort's keys and order, the masks. Measured: see
+# docs/BENCHMARKS.md, "Preparing your own data".
+BYTES_PER_EVENT = 128
+DEFAULT_MEMORY_MB = 1024
+MAX_PARTITIONS = 4096
+PARTITIONS_DIR = ".partitions"
 
 
-@dataclasses.dataclass
-class PreparedData:
-    """Chronological sequences over renumbered ids.
+def partition_count(path, memory_bytes):
+    """How many partitions keep one partition's events within `memory_bytes`.
 
-    Attributes:
-      items: [interactions] int64 item ids 1..N, user 1's sequence first.
-      row_splits: [users + 1] user u (from 1) owns `items[row_splits[u-1]:row_splits[u]]`.
-      user_names: raw id of user 1, 2, ...
-      item_names: raw id of item 1, 2, ...
-      stats: the counts written to `stats.json`.
+    The events are estimated from the file's size and the mean length of the
+    lines in its first MiB.
+
+    Raises:
+      ConfigError: it would take more than `MAX_PARTITIONS`.
     """
-
-    items: np.ndarray
-    row_splits: np.ndarray
-    user_names: list
-    item_names: list
-    stats: dict
+    size = pathlib.Path(path).stat().st_size
+    with open(path, "rb") as stream:
+        sample = stream.read(1 << 20)
+    events = size / (len(sample) / max(sample.count(b"\n"), 1)) if sample else 0
+    count = max(1, math.ceil(events * BYTES_PER_EVENT / memory_bytes))
+    if count > MAX_PARTITIONS:
+        raise ConfigError(f"--memory-mb {memory_bytes / 2**20:g}: this log would need {count} "
+                          f"temporary partitions (at most {MAX_PARTITIONS}); give more memory")
+    return count
 
 
 def first_occurrences(*keys):
     """[events] bool, True for the first record of each distinct tuple of `keys`.
 
+    Sorts by the first key alone, which should be the most selective: only the
+    records that share it with another are compared on all keys.
+
     Args:
       *keys: equal-length 1-D arrays, one per field.
     """
     count = len(keys[0])
-    order = np.lexsort(keys[::-1])  # stable: equal tuples stay in input order
-    repeat = np.ones(count, dtype=bool)
-    if count:
-        same = np.ones(count - 1, dtype=bool)
+    keep = np.ones(count, dtype=bool)
+    ordered = np.argsort(keys[0], kind="stable")
+    same = keys[0][ordered[1:]] == keys[0][ordered[:-1]]
+    shared = np.zeros(count, dtype=bool)
+    shared[ordered[1:][same]] = shared[ordered[:-1][same]] = True
+    rows = np.flatnonzero(shared)  # input order
+    if len(rows):
+        order = np.lexsort([key[rows] for key in keys[::-1]])  # stable: ties in input order
+        repeat = np.ones(len(rows) - 1, dtype=bool)
         for key in keys:
-            ordered = key[order]
-            same &= ordered[1:] == ordered[:-1]
-        repeat[order[1:]] = same
-        repeat[order[0]] = False
-    return ~repeat
+            ordered_key = key[rows][order]
+            repeat &= ordered_key[1:] == ordered_key[:-1]
+        keep[rows[order[1:][repeat]]] = False
+    return keep
 
 
-def k_core(users, items, min_user, min_item):
-    """The records of the largest subset in which every user and item has enough.
+@dataclasses.dataclass
+class Filtered:
+    """What deduplication and the k-core leave, per user code.
+
+    Attributes:
+      lengths: [users] records kept of each user (0: the user is gone).
+      first_rows: [users] the input index of each kept user's first kept record.
+      removed: records removed as `duplicates`, by `min_user` and by `min_item`.
+      rounds: k-core rounds, the last one removing nothing.
+    """
+
+    lengths: np.ndarray
+    first_rows: np.ndarray
+    removed: dict
+    rounds: int
+
+
+def filter_partitions(partitions, min_user, min_item):
+    """Drops duplicates, then k-cores, rewriting the partitions in place.
+
+    k-core: users with fewer than `min_user` records, then items with fewer than
+    `min_item`, repeated until a round drops nothing. One pass over the
+    partitions a round: a partition's users are whole in it, so the user half is
+    done file by file; the item counts are summed over the files and the item
+    half is applied as the next round reads them.
 
     Args:
-      users: [events] int user codes (0..U-1).
-      items: [events] int item codes.
+      partitions: `Partitions` by user, as `read_events` filled them.
       min_user: records a user needs.
       min_item: records an item needs.
 
     Returns:
-      ([events] bool keep mask, records dropped for users, records dropped for
-      items, rounds until a round dropped nothing).
+      A `Filtered`.
     """
-    rows = np.arange(len(users))
-    dropped = {"min_user": 0, "min_item": 0}
+    num_users, num_items = len(partitions.user_names), len(partitions.item_names)
+    lengths = np.zeros(num_users, dtype=np.int64)
+    first_rows = np.zeros(num_users, dtype=np.int64)
+    removed = dict.fromkeys(("duplicates", "min_user", "min_item"), 0)
+    rare_items = None
     rounds = 0
     while True:
         rounds += 1
-        before = len(rows)
-        for name, codes, minimum in (("min_user", users, min_user),
-                                     ("min_item", items, min_item)):
-            kept_codes = codes[rows]
-            counts = np.bincount(kept_codes)
-            enough = counts[kept_codes] >= minimum
-            dropped[name] += int(len(rows) - enough.sum())
-            rows = rows[enough]  # compacting makes later rounds cheaper
-        if len(rows) == before:
-            break
-    keep = np.zeros(len(users), dtype=bool)
-    keep[rows] = True
-    return keep, dropped["min_user"], dropped["min_item"], rounds
+        start = time.perf_counter()
+        item_counts = np.zeros(num_items, dtype=np.int64)
+        by_user = 0
+        for index in range(partitions.count):
+            records = partitions.load(index)
+            before = len(records)
+            if rounds == 1:
+                unique = first_occurrences(
+                    # One int64 key for the pair: a sort pass fewer than two int32 keys.
+                    records["user"].astype(np.int64) * num_items + records["item"],
+                    records["time"], *((records["rating"],) if partitions.has_rating else ()))
+                removed["duplicates"] += int(before - unique.sum())
+                records = records[unique]
+            elif rare_items is not None:
+                records = records[~rare_items[records["item"]]]
+            # Users of partition `index` are index, index + count, ...: local numbers.
+            local = records["user"] // partitions.count
+            counts = np.bincount(local, minlength=len(range(index, num_users,
+                                                            partitions.count)))
+            enough = counts[local] >= min_user
+            by_user += int(len(records) - enough.sum())
+            records, local = records[enough], local[enough]
+            lengths[index::partitions.count] = np.where(counts >= min_user, counts, 0)
+            # A user's first kept record: the smallest input index still there.
+            firsts = first_rows[index::partitions.count]
+            firsts[:] = np.iinfo(np.int64).max
+            np.minimum.at(firsts, local, records["row"])
+            item_counts += np.bincount(records["item"], minlength=num_items)
+            if len(records) != before:
+                partitions.replace(index, records)
+        rare_items = item_counts < min_item
+        by_item = int(item_counts[rare_items].sum())
+        removed["min_user"] += by_user
+        removed["min_item"] += by_item
+        print(f"k-core round {rounds}: removed {by_user} records of users with fewer than "
+              f"{min_user}, {by_item} of items with fewer than {min_item} "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
+        if not by_user and not by_item:
+            return Filtered(lengths, first_rows, removed, rounds)
 
 
-def dense_ranks(codes):
-    """Ranks codes by first appearance in `codes`.
-
-    Returns:
-      A lookup table, code -> rank (-1 for a code absent from `codes`), and the
-      distinct codes in rank order.
-    """
-    distinct, first = np.unique(codes, return_index=True)
-    ordered = distinct[np.argsort(first, kind="stable")]
-    table = np.full(int(codes.max()) + 1 if len(codes) else 0, -1, dtype=np.int64)
-    table[ordered] = np.arange(len(distinct))
-    return table, ordered
-
-
-def prepare_events(log, min_user=5, min_item=5):
-    """Deduplicates, k-cores, orders and renumbers an `EventLog`.
+def sequence_lines(first_user, items, lengths, users_per_chunk=1 << 16):
+    """Yields sequence file text, `user item_1 ... item_n` a line.
 
     Args:
-      log: an `EventLog`.
-      min_user: records a user needs (at least `MIN_ITEMS_PER_USER`).
-      min_item: records an item needs.
+      first_user: the number of the first line's user; the next ones follow.
+      items: [records] item numbers, the users' sequences one after the other.
+      lengths: [users] each user's share of `items`.
+      users_per_chunk: lines made at once: all of them as Python ints and text
+        would be the largest thing in memory (28 bytes an int).
+    """
+    splits = np.concatenate([[0], np.cumsum(lengths)])
+    for first in range(0, len(lengths), users_per_chunk):
+        last = min(first + users_per_chunk, len(lengths))
+        chunk = items[splits[first]:splits[last]].tolist()
+        bounds = (splits[first:last + 1] - splits[first]).tolist()
+        yield "".join(f"{user} {' '.join(map(str, chunk[start:end]))}\n" for user, start, end
+                      in zip(range(first_user + first, first_user + last), bounds[:-1],
+                             bounds[1:], strict=True))
+
+
+def write_sequences(partitions, filtered, path, work):
+    """Orders the kept records, numbers users and items, writes the sequence file.
+
+    Users are numbered by their first kept record in the input. Their records
+    are split once more, into partitions of consecutive user numbers, so that
+    each can be sorted (by user, time, input order) and written in turn; items
+    are numbered as they first appear in the file.
+
+    Args:
+      partitions: the filtered `Partitions` by user; emptied (files deleted).
+      filtered: a `Filtered`.
+      path: the sequence file to write.
+      work: a directory for the second partitions.
 
     Returns:
-      A `PreparedData`.
-
-    Raises:
-      DataError: nothing is left after filtering.
+      (user codes in number order, item codes in number order, [users] lengths
+      in number order).
     """
-    # One int64 key for the pair: a sort pass fewer than two int32 keys.
-    pairs = log.users.astype(np.int64) * max(len(log.item_names), 1) + log.items
-    unique = first_occurrences(pairs, log.times,
-                               *(() if log.ratings is None else (log.ratings,)))
-    rows = np.flatnonzero(unique)  # input order
-    keep, by_user, by_item, rounds = k_core(log.users[rows], log.items[rows],
-                                            min_user, min_item)
-    rows = rows[keep]
-    if not len(rows):
-        raise DataError(f"no user has {min_user} records whose items have {min_item} each: "
-                        "nothing left after filtering; lower --min-user or --min-item")
-    user_rank, user_codes = dense_ranks(log.users[rows])
-    users = user_rank[log.users[rows]]
-    # By user, then time; a stable sort keeps ties in input order, as `rows` is.
-    order = np.lexsort((log.times[rows], users))
-    item_codes = log.items[rows][order]
-    item_rank, ordered_items = dense_ranks(item_codes)
-    items = item_rank[item_codes] + 1
-    lengths = np.bincount(users)
-    row_splits = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    user_names = [log.user_names[code] for code in user_codes.tolist()]
-    item_names = [log.item_names[code] for code in ordered_items.tolist()]
-    stats = {
-        "input_records": log.num_events,
-        "removed": {"duplicates": int(log.num_events - unique.sum()),
-                    "min_user": by_user, "min_item": by_item},
-        "k_core": {"min_user": min_user, "min_item": min_item, "rounds": rounds},
-        "users": len(user_names),
-        "items": len(item_names),
-        "interactions": len(items),
-        "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()),
-                            "mean": round(float(lengths.mean()), 4),
-                            "median": float(np.median(lengths))},
-    }
-    return PreparedData(items, row_splits, user_names, item_names, stats)
+    kept = np.flatnonzero(filtered.lengths)
+    user_codes = kept[np.argsort(filtered.first_rows[kept], kind="stable")]
+    user_rank = np.full(len(filtered.lengths), -1, dtype=np.int64)
+    user_rank[user_codes] = np.arange(len(user_codes))
+    lengths = filtered.lengths[user_codes]
+    per_part = max(1, math.ceil(lengths.sum() / partitions.count))
+    part_of_rank = (np.cumsum(lengths) - lengths) // per_part
+    by_rank = Partitions(work, int(part_of_rank[-1]) + 1, partitions.has_rating)
+    for index in range(partitions.count):
+        records = partitions.load(index)
+        records["user"] = user_rank[records["user"]]
+        by_rank.append(records, part_of_rank[records["user"]])
+        partitions.remove(index)
+
+    item_numbers = np.zeros(len(partitions.item_names), dtype=np.int64)
+    item_codes = []
+    numbered = 0
+    with open(path, "w", encoding="utf-8") as stream:
+        for index in range(by_rank.count):
+            records = by_rank.load(index)
+            # One user's records come from one partition by user, in input order,
+            # so a stable sort leaves their ties in input order.
+            records = records[np.lexsort((records["time"], records["user"]))]
+            codes = records["item"]
+            distinct, first = np.unique(codes[item_numbers[codes] == 0], return_index=True)
+            newcomers = distinct[np.argsort(first)]
+            item_numbers[newcomers] = np.arange(numbered + 1, numbered + len(newcomers) + 1)
+            numbered += len(newcomers)
+            item_codes.append(newcomers)
+            ranks = np.flatnonzero(part_of_rank == index)
+            stream.writelines(sequence_lines(int(ranks[0]) + 1, item_numbers[codes],
+                                             lengths[ranks]))
+            by_rank.remove(index)
+    return user_codes, np.concatenate(item_codes), lengths
 
 
-def sequence_lines(prepared, users_per_chunk=1 << 16):
-    """Yields the dataset file's text, `user item_1 ... item_n` a line, users from 1.
+def write_names(path, names, codes, per_chunk=1 << 16):
+    """Writes `names[codes]`, one a line (a vocabulary file), a chunk of names at a time.
 
-    In chunks of `users_per_chunk` lines: the whole file as Python ints and
-    text would be the largest thing in memory (28 bytes an int).
+    Args:
+      path: the file.
+      names: a pyarrow string array (chunked or not), code -> raw id.
+      codes: the codes to write, in line order.
+      per_chunk: names converted to Python strings at once.
     """
-    splits = prepared.row_splits
-    for first in range(0, len(splits) - 1, users_per_chunk):
-        last = min(first + users_per_chunk, len(splits) - 1)
-        items = prepared.items[splits[first]:splits[last]].tolist()
-        bounds = (splits[first:last + 1] - splits[first]).tolist()
-        yield "".join(f"{user} {' '.join(map(str, items[start:end]))}\n" for user, start, end
-                      in zip(range(first + 1, last + 1), bounds[:-1], bounds[1:], strict=True))
+    with open(path, "w", encoding="utf-8") as stream:
+        for start in range(0, len(codes), per_chunk):
+            stream.write(vocabulary_text(names.take(codes[start:start + per_chunk]).to_pylist()))
 
 
 def check_output(output):
@@ -201,11 +286,9 @@ def check_output(output):
         raise ConfigError(f"--output {output} already exists; remove it or choose another")
 
 
-def write_prepared(prepared, output):
-    """Writes the dataset files into `output`, atomically: all or nothing.
-
-    Returns:
-      The path of the sequence file.
+@contextlib.contextmanager
+def staged(output):
+    """Yields a new directory beside `output` that becomes `output` if the block succeeds.
 
     Raises:
       ConfigError: `output` exists and is not empty, or cannot be written.
@@ -218,19 +301,70 @@ def write_prepared(prepared, output):
         staging.mkdir(parents=True)
     except OSError as error:
         raise ConfigError(f"--output {output}: not writable ({error.strerror})") from None
-    sequences = f"{output.name}.txt"
     try:
-        # Plain writes: renaming the whole directory is what makes them atomic.
-        with open(staging / sequences, "w", encoding="utf-8") as stream:
-            stream.writelines(sequence_lines(prepared))
-        for name, text in ((ITEMS_FILE, vocabulary_text(prepared.item_names)),
-                           (USERS_FILE, vocabulary_text(prepared.user_names)),
-                           (STATS_FILE, json.dumps(prepared.stats, indent=2) + "\n")):
-            (staging / name).write_text(text, encoding="utf-8")
+        yield staging
         os.replace(staging, output)  # replaces an empty directory, fails on a full one
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return output / sequences
+
+
+def prepare(path, log_format, output, min_user=5, min_item=5,
+            memory_bytes=DEFAULT_MEMORY_MB << 20):
+    """Reads a log and writes the dataset directory `output` (see the module docstring).
+
+    Args:
+      path: the log.
+      log_format: a `LogFormat`.
+      output: the directory to create; absent or empty.
+      min_user: records a user needs (at least `MIN_ITEMS_PER_USER`).
+      min_item: records an item needs.
+      memory_bytes: the events one partition may hold (see `partition_count`).
+
+    Returns:
+      (the sequence file's path, the statistics written to `stats.json`).
+
+    Raises:
+      DataError: the log is unreadable or malformed, or nothing is left after filtering.
+      ConfigError: `output` is not new, or a file cannot be written.
+    """
+    output = pathlib.Path(output)
+    with staged(output) as staging:
+        work = staging / PARTITIONS_DIR
+        start = time.perf_counter()
+        partitions = read_events(path, log_format, lambda has_rating: Partitions(
+            work / "by_user", partition_count(path, memory_bytes), has_rating))
+        input_records = partitions.num_records
+        print(f"Read {input_records} records ({len(partitions.user_names)} users, "
+              f"{len(partitions.item_names)} items) into {partitions.count} "
+              f"partition{'s' * (partitions.count > 1)} in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+        filtered = filter_partitions(partitions, min_user, min_item)
+        if not filtered.lengths.any():
+            raise DataError(f"no user has {min_user} records whose items have {min_item} "
+                            "each: nothing left after filtering; lower --min-user or --min-item")
+        start = time.perf_counter()
+        sequences = staging / f"{output.name}.txt"
+        user_codes, item_codes, lengths = write_sequences(partitions, filtered, sequences,
+                                                          work / "by_number")
+        shutil.rmtree(work)
+        stats = {
+            "input_records": input_records,
+            "removed": filtered.removed,
+            "k_core": {"min_user": min_user, "min_item": min_item, "rounds": filtered.rounds},
+            "users": len(user_codes),
+            "items": len(item_codes),
+            "interactions": int(lengths.sum()),
+            "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()),
+                                "mean": round(float(lengths.mean()), 4),
+                                "median": float(np.median(lengths))},
+        }
+        for name, names, codes in ((ITEMS_FILE, partitions.item_names, item_codes),
+                                   (USERS_FILE, partitions.user_names, user_codes)):
+            write_names(staging / name, names, codes)
+        (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        print(f"Wrote {stats['interactions']} interactions of {stats['users']} users and "
+              f"{stats['items']} items in {time.perf_counter() - start:.1f} s", flush=True)
+    return output / sequences.name, stats
 
 
 def build_parser():
@@ -256,6 +390,10 @@ def build_parser():
                         help=f"records a user needs (default 5, at least {MIN_ITEMS_PER_USER})")
     parser.add_argument("--min-item", type=int, default=5, help="records an item needs "
                         "(default 5)")
+    parser.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB,
+                        help=f"memory for the events sorted at once (default "
+                        f"{DEFAULT_MEMORY_MB}); a larger log is split into temporary files "
+                        "beside --output, about 30 bytes an event")
     return parser
 
 
@@ -280,17 +418,15 @@ def main(argv=None):
                           f"holds out 3 items and trains on the rest), got {args.min_user}")
     if args.min_item < 1:
         raise ConfigError(f"--min-item must be a positive integer, got {args.min_item}")
-    output = pathlib.Path(args.output)
-    check_output(output)  # before the long read, not after it
-    start = time.perf_counter()
-    log = read_events(args.input, log_format(args))
-    print(f"Read {log.num_events} records ({len(log.user_names)} users, "
-          f"{len(log.item_names)} items) in {time.perf_counter() - start:.1f} s", flush=True)
-    prepared = prepare_events(log, args.min_user, args.min_item)
-    path = write_prepared(prepared, output)
-    stats = prepared.stats
-    print(f"Kept {stats['interactions']} interactions of {stats['users']} users and "
-          f"{stats['items']} items; removed {stats['removed']}", flush=True)
+    if not args.memory_mb > 0:
+        raise ConfigError(f"--memory-mb must be positive, got {args.memory_mb:g}")
+    try:
+        path, stats = prepare(args.input, log_format(args), args.output, args.min_user,
+                              args.min_item, int(args.memory_mb * 2**20))
+    except MemoryError:
+        raise ConfigError(f"out of memory with --memory-mb {args.memory_mb:g}: lower it; the "
+                          "distinct ids need memory too, about 150 bytes each") from None
+    print(f"Removed {stats['removed']}", flush=True)
     print(path, flush=True)
     return 0
 

@@ -43,6 +43,12 @@ def summary(log):
                                   strict=True)]
 
 
+def read_line_by_line(path, log_format):
+    """The `json`-module reader alone, into memory."""
+    return events._read_jsonl_lines(path, log_format, lambda: events._Blocks(
+        events.EventBlocks(log_format.rating is not None)))
+
+
 EXPECTED = [("alice", "book, vol. 1", NEW_YEAR_2020, 5.0),
             ("bob", "lamp", NEW_YEAR_2020 + 10, 3.0),
             ("alice", "lamp", NEW_YEAR_2020, 4.0),
@@ -78,7 +84,7 @@ def test_codes_are_shared_across_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(events, "JSON_BLOCK_BYTES", 1024)  # ~20
     monkeypatch.setattr(events, "JSON_BLOCK_ROWS", 7)
     blocks = summary(read_events(csv_path, LogFormat("csv")))
-    line_by_line = summary(events._read_jsonl_lines(jsonl_path, LogFormat("jsonl")))
+    line_by_line = summary(read_line_by_line(jsonl_path, LogFormat("jsonl")))
 
     def no_fallback(*args):
         raise AssertionError("a valid log must not need the line-by-line reader")
@@ -97,7 +103,7 @@ def test_json_types_pyarrow_cannot_take_are_read_line_by_line(users, times, tmp_
     records = [(users[0], "x", times[0]), (users[1], "y", times[1]), (users[0], "y", times[1])]
     path = write_jsonl(tmp_path / "log.jsonl", records, ("user_id", "item_id", "timestamp"))
     log = read_events(path, LogFormat("jsonl"))
-    assert summary(log) == summary(events._read_jsonl_lines(path, LogFormat("jsonl")))
+    assert summary(log) == summary(read_line_by_line(path, LogFormat("jsonl")))
     assert summary(log) == [(str(users[0]), "x", NEW_YEAR_2020, None),
                             (str(users[1]), "y", 12.5, None), (str(users[0]), "y", 12.5, None)]
 

@@ -21,6 +21,7 @@ import pytest
 from conftest import REPO
 
 from iclrec_tf import cli, prepare
+from iclrec_tf.config import ConfigError
 from iclrec_tf.data import load_sequences
 
 PROG = prepare.PROG
@@ -198,6 +199,57 @@ def test_ids_are_numbered_by_first_appearance(events, prepared):
     assert (prepared / "users.txt").read_text(encoding="utf-8").splitlines() == order
 
 
+def test_a_log_split_into_partitions_gives_the_same_dataset(tmp_path, capsys, events,
+                                                             prepared):
+    """The out-of-core path (many temporary files) against one partition, file by file."""
+    log = write_csv(tmp_path / "events.csv", events)
+    code, out, _ = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
+                             "--memory-mb", "0.005"], capsys)
+    assert code == 0
+    assert "into 10 partitions" in out[0], out  # the fixture's run had one
+    for name in ("shop.txt", "items.txt", "users.txt", "stats.json"):
+        assert (tmp_path / "shop" / name).read_text() == (prepared / name).read_text(), name
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv", "shop"]
+
+
+def test_first_occurrences_keeps_the_first_of_each_distinct_tuple():
+    rng = np.random.default_rng(3)
+    # Few pairs, times and ratings: most pairs repeat, some tuples too.
+    keys = [rng.integers(0, 30, 2000), rng.integers(0, 4, 2000), rng.integers(1, 3, 2000)]
+    seen = set()
+    expected = []
+    for record in zip(*(key.tolist() for key in keys), strict=True):
+        expected.append(record not in seen)
+        seen.add(record)
+    assert prepare.first_occurrences(*keys).tolist() == expected
+    assert prepare.first_occurrences(np.arange(5)).all()  # nothing shared
+
+
+def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path, capsys, events,
+                                                               monkeypatch):
+    def exhausted(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(prepare, "filter_partitions", exhausted)
+    log = write_csv(tmp_path / "events.csv", events)
+    code, _, errors = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
+                                "--memory-mb", "64"], capsys)
+    assert code == 2
+    assert errors == [f"{PROG}: error: out of memory with --memory-mb 64: lower it; the "
+                      "distinct ids need memory too, about 150 bytes each"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv"]
+
+
+def test_the_partition_count_follows_the_lines_and_the_memory(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("u,i,1\n" * 1000)  # 6 bytes a line
+    assert prepare.partition_count(log, 1000 * prepare.BYTES_PER_EVENT) == 1
+    assert prepare.partition_count(log, 1000 * prepare.BYTES_PER_EVENT - 1) == 2
+    assert prepare.partition_count(log, 100 * prepare.BYTES_PER_EVENT) == 10
+    with pytest.raises(ConfigError, match="would need 1000000 temporary partitions"):
+        prepare.partition_count(log, prepare.BYTES_PER_EVENT / 1000)
+
+
 @pytest.mark.parametrize("row, message", [
     ("u9,i9", "events.csv:4: 2 fields, the header has 3"),
     ("u9,i9,yesterday", "events.csv:4: timestamp 'yesterday' is neither a number nor an ISO"),
@@ -233,6 +285,7 @@ def test_the_script_fails_in_one_line_without_traceback(tmp_path):
     (["--preset", "amazon", "--user-col", "u"], "--preset amazon sets the columns; drop "
                                                  "--user-col"),
     (["--min-user", "50"], "nothing left after filtering"),
+    (["--memory-mb", "0"], "--memory-mb must be positive, got 0"),
     (["--output", "{existing}"], "already exists; remove it or choose another"),
 ])
 def test_bad_flags_are_one_line(flags, message, tmp_path, capsys, events):
@@ -259,8 +312,9 @@ def test_the_amazon_preset_equals_the_generic_path(tmp_path, capsys):
     write_csv(tmp_path / "with_header.csv", rows, header=("user", "item", "rating", "time"))
     preset = tmp_path / "preset"
     generic = tmp_path / "generic"
+    # Several partitions for one, one for the other: neither may change the result.
     assert run_main(["--input", str(tmp_path / "ratings.csv"), "--output", str(preset),
-                     "--preset", "amazon"], capsys)[0] == 0
+                     "--preset", "amazon", "--memory-mb", "0.01"], capsys)[0] == 0
     assert run_main(["--input", str(tmp_path / "with_header.csv"), "--output", str(generic),
                      "--user-col", "user", "--item-col", "item", "--time-col", "time",
                      "--rating-col", "rating"], capsys)[0] == 0
