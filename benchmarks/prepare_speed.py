@@ -20,6 +20,11 @@ is split into temporary partitions). `--limit-mb` runs prepare in a memory cgrou
 capped at that size (cgroup v1 or v2, where this user may create one): the proof
 that a log larger than the memory it is given goes through.
 
+`--id-memory N` measures instead the memory of coding N distinct ids
+(`U00012345`-like, 65,536 a block, about what a 2 MiB block of a log brings)
+with `iclrec_tf.idcoder.IdCoder`, against a Python dict from str to int, each in
+a fresh child process: peak bytes an id.
+
 `--compare` also times the reading-and-coding step alone (ids -> integer codes,
 times -> floats) with the readers considered: for CSV the `csv` module, pandas'
 chunked `read_csv` with `factorize`, and pyarrow's streaming CSV reader, which
@@ -133,6 +138,28 @@ def read_with_pyarrow(path):
     return read_events(path, LogFormat("csv")).num_events
 
 
+def code_ids(kind, count):
+    """Peak RSS growth in bytes an id of coding `count` distinct ids (run in a child)."""
+    import pyarrow as pa
+
+    from iclrec_tf.idcoder import IdCoder
+
+    def rss_kib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    coder, table = IdCoder(), {}
+    block = 1 << 16
+    base = rss_kib()
+    for start in range(0, count, block):
+        names = pa.array([f"U{i:08d}" for i in range(start, min(count, start + block))])
+        if kind == "idcoder":
+            coder.code(names)
+        else:
+            for name in names.to_pylist():
+                table.setdefault(name, len(table))
+    return (rss_kib() - base) * 1024 / count
+
+
 def time_readers(path, names):
     """`{reader: rows/s}` of the read-and-code step, each in a fresh child process."""
     speeds = {}
@@ -187,9 +214,21 @@ def main():
     parser.add_argument("--memory-mb", type=float, help="passed on to prepare")
     parser.add_argument("--limit-mb", type=int,
                         help="run prepare in a memory cgroup capped at this many MB")
+    parser.add_argument("--id-memory", type=int, metavar="N",
+                        help="only measure the memory of coding N distinct ids (see above)")
     parser.add_argument("--compare", action="store_true",
                         help="also time the other readers (see the docstring)")
     args = parser.parse_args()
+    if args.id_memory:
+        figures = {"ids": args.id_memory}
+        for kind in ("idcoder", "dict"):
+            code = (f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); "
+                    f"import prepare_speed as b; print(b.code_ids({kind!r}, {args.id_memory}))")
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, check=True)
+            figures[f"{kind}_bytes_per_id"] = round(float(result.stdout.split()[-1]), 1)
+        print(json.dumps(figures))
+        return
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     yelp = args.preset == "yelp"

@@ -1,10 +1,11 @@
-"""Raw string ids -> integer codes, 0, 1, ... in order of first appearance, in about 40 bytes an id.
+"""Raw string ids -> integer codes, 0, 1, ... in order of first appearance, compactly.
 
 A log's distinct ids are what stays in memory while `prepare` streams the
 events to disk, so they are kept compact: the ids themselves as pyarrow
 strings (their UTF-8 bytes and a 4-byte offset), and for lookup, two
 independent 64-bit hashes of each id and its code in sorted numpy arrays (20
-bytes). A Python dict from str to int would take about 150 bytes an id.
+bytes). Coding 6 million 9-character ids peaks at 62 bytes an id, where a
+Python dict from str to int takes 160 (`benchmarks/prepare_speed.py --id-memory`).
 
 The hashes are simple tabulation hashing (Carter-Wegman style: a random 64-bit
 word per position and byte, XORed): for any fixed set of ids, two distinct ids
@@ -12,8 +13,7 @@ share both hashes with probability 2^-128, so among a billion ids the chance of
 any collision is about 1e-21. A hash match is therefore taken as the same id.
 
 New ids go to a small sorted array that is merged into the main one once it
-holds an eighth as many: a lookup is a few binary searches, and a merge is
-linear, with about 40 bytes an id at its peak.
+holds an eighth as many: a lookup is a binary search, and a merge is linear.
 """
 
 import numpy as np
@@ -113,22 +113,28 @@ class IdCoder:
         order = np.argsort(recent[0], kind="stable")
         recent = tuple(array[order] for array in recent)
         if len(recent[0]) * 8 > len(self._main[0]):
-            self._main = _merge(self._main, recent)
+            self._merge_into_main(recent)
             self._recent = tuple(array[:0] for array in self._main)
         else:
             self._recent = recent
 
+    def _merge_into_main(self, level):
+        """Merges a level (first hashes, second hashes, codes; sorted) into the main one.
 
-def _merge(level, other):
-    """Two levels (first hashes, second hashes, codes), each sorted by first hash, as one."""
-    slots = np.searchsorted(level[0], other[0], side="right") + np.arange(len(other[0]))
-    size = len(level[0]) + len(other[0])
-    from_level = np.ones(size, dtype=bool)
-    from_level[slots] = False
-    merged = []
-    for mine, theirs in zip(level, other, strict=True):
-        both = np.empty(size, dtype=mine.dtype)
-        both[slots] = theirs
-        both[from_level] = mine
-        merged.append(both)
-    return tuple(merged)
+        Each old main array is dropped as soon as its merged copy exists, so the
+        peak is about one level and a half, not two.
+        """
+        old = list(self._main)
+        self._main = None
+        slots = np.searchsorted(old[0], level[0], side="right") + np.arange(len(level[0]))
+        size = len(old[0]) + len(level[0])
+        from_old = np.ones(size, dtype=bool)
+        from_old[slots] = False
+        merged = []
+        for index, theirs in enumerate(level):
+            both = np.empty(size, dtype=theirs.dtype)
+            both[slots] = theirs
+            both[from_old] = old[index]
+            old[index] = None
+            merged.append(both)
+        self._main = tuple(merged)

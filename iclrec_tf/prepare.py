@@ -33,6 +33,7 @@ the raw ids themselves.
 
 import contextlib
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -146,7 +147,7 @@ def filter_partitions(partitions, min_user, min_item):
     lengths = np.zeros(num_users, dtype=np.int64)
     first_rows = np.zeros(num_users, dtype=np.int64)
     removed = dict.fromkeys(("duplicates", "min_user", "min_item"), 0)
-    rare_items = None
+    rare_items = None  # found by a round, applied by the next
     rounds = 0
     while True:
         rounds += 1
@@ -163,7 +164,7 @@ def filter_partitions(partitions, min_user, min_item):
                     records["time"], *((records["rating"],) if partitions.has_rating else ()))
                 removed["duplicates"] += int(before - unique.sum())
                 records = records[unique]
-            elif rare_items is not None:
+            else:  # the previous round's item half
                 records = records[~rare_items[records["item"]]]
             # Users of partition `index` are index, index + count, ...: local numbers.
             local = records["user"] // partitions.count
@@ -295,6 +296,10 @@ def staged(output):
     """
     output = pathlib.Path(output)
     check_output(output)
+    # A run killed outright (SIGKILL, the OOM killer) cannot clean up after itself.
+    for leftover in sorted(output.parent.glob(f".{glob.escape(output.name)}.*")):
+        print(f"note: {leftover} was left by a run that was killed; delete it to free its "
+              "space", file=sys.stderr, flush=True)
     # Not mkdtemp: its 0700 is for secrets, and a dataset is for everyone who may read it.
     staging = output.parent / f".{output.name}.{uuid.uuid4().hex[:12]}"
     try:
@@ -425,7 +430,7 @@ def main(argv=None):
                               args.min_item, int(args.memory_mb * 2**20))
     except MemoryError:
         raise ConfigError(f"out of memory with --memory-mb {args.memory_mb:g}: lower it; the "
-                          "distinct ids need memory too, about 150 bytes each") from None
+                          "distinct ids need memory too, about 60 bytes each") from None
     print(f"Removed {stats['removed']}", flush=True)
     print(path, flush=True)
     return 0

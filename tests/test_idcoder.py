@@ -3,7 +3,7 @@
 import numpy as np
 import pyarrow as pa
 
-from iclrec_tf.idcoder import IdCoder, _merge
+from iclrec_tf.idcoder import IdCoder
 
 
 def random_ids(rng, count):
@@ -44,13 +44,16 @@ def test_ids_sharing_a_first_hash_are_told_apart_by_the_second():
     assert found.tolist() == [12, 13, -1, 10, -1, -1]
 
 
-def test_merging_two_levels_keeps_them_sorted_and_aligned():
+def test_merging_a_level_into_main_keeps_it_sorted_and_aligned():
     rng = np.random.default_rng(1)
     levels = []
     for size in (50, 9):
         keys = np.sort(rng.integers(0, 40, size).astype(np.uint64))
         levels.append((keys, keys * 3, (keys * 5).astype(np.int32)))
-    keys, seconds, codes = _merge(*levels)
+    coder = IdCoder()
+    coder._main = levels[0]
+    coder._merge_into_main(levels[1])
+    keys, seconds, codes = coder._main
     np.testing.assert_array_equal(keys, np.sort(np.concatenate([levels[0][0], levels[1][0]])))
     np.testing.assert_array_equal(seconds, keys * 3)
     np.testing.assert_array_equal(codes, (keys * 5).astype(np.int32))

@@ -236,8 +236,20 @@ def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path, capsys, 
                                 "--memory-mb", "64"], capsys)
     assert code == 2
     assert errors == [f"{PROG}: error: out of memory with --memory-mb 64: lower it; the "
-                      "distinct ids need memory too, about 150 bytes each"]
+                      "distinct ids need memory too, about 60 bytes each"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv"]
+
+
+def test_a_killed_runs_staging_directory_is_pointed_out(tmp_path, capsys, events):
+    leftover = tmp_path / ".shop.0123456789ab"
+    (leftover / ".partitions").mkdir(parents=True)
+    log = write_csv(tmp_path / "events.csv", events)
+    code, _, errors = run_main(["--input", str(log), "--output", str(tmp_path / "shop")],
+                               capsys)
+    assert code == 0
+    assert errors == [f"note: {leftover} was left by a run that was killed; delete it to "
+                      "free its space"]
+    assert (tmp_path / "shop" / "shop.txt").exists() and leftover.exists()
 
 
 def test_the_partition_count_follows_the_lines_and_the_memory(tmp_path):
