@@ -236,8 +236,12 @@ def write_sequences(partitions, filtered, path, work):
     user_rank[user_codes] = np.arange(len(user_codes))
     lengths = filtered.lengths[user_codes]
     per_part = max(1, math.ceil(lengths.sum() / partitions.count))
-    part_of_rank = (np.cumsum(lengths) - lengths) // per_part
-    by_rank = Partitions(work, int(part_of_rank[-1]) + 1, partitions.has_rating)
+    # Consecutive users, about `per_part` records a partition (a longer user
+    # alone), numbered without gaps.
+    starts = (np.cumsum(lengths) - lengths) // per_part
+    part_of_rank = np.concatenate([[0], np.cumsum(starts[1:] != starts[:-1])])
+    first_ranks = np.searchsorted(part_of_rank, np.arange(part_of_rank[-1] + 2))
+    by_rank = Partitions(work, len(first_ranks) - 1, partitions.has_rating)
     for index in range(partitions.count):
         records = partitions.load(index)
         records["user"] = user_rank[records["user"]]
@@ -254,13 +258,14 @@ def write_sequences(partitions, filtered, path, work):
             # so a stable sort leaves their ties in input order.
             records = records[np.lexsort((records["time"], records["user"]))]
             codes = records["item"]
-            distinct, first = np.unique(codes[item_numbers[codes] == 0], return_index=True)
-            newcomers = distinct[np.argsort(first)]
+            distinct, first_seen = np.unique(codes[item_numbers[codes] == 0],
+                                             return_index=True)
+            newcomers = distinct[np.argsort(first_seen)]
             item_numbers[newcomers] = np.arange(numbered + 1, numbered + len(newcomers) + 1)
             numbered += len(newcomers)
             item_codes.append(newcomers)
-            ranks = np.flatnonzero(part_of_rank == index)
-            stream.writelines(sequence_lines(int(ranks[0]) + 1, item_numbers[codes],
+            ranks = slice(first_ranks[index], first_ranks[index + 1])
+            stream.writelines(sequence_lines(ranks.start + 1, item_numbers[codes],
                                              lengths[ranks]))
             by_rank.remove(index)
     return user_codes, np.concatenate(item_codes), lengths

@@ -212,6 +212,21 @@ def test_a_log_split_into_partitions_gives_the_same_dataset(tmp_path, capsys, ev
     assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv", "shop"]
 
 
+def test_a_user_longer_than_a_partition_of_the_sort(tmp_path, capsys):
+    """One heavy user among light ones: some partitions by user number stay empty."""
+    events = [(f"light {u}", f"item {(u + step) % 6}", step) for u in range(30)
+              for step in range(5)]
+    events[40:40] = [("heavy", f"item {step % 6}", 1000 - step) for step in range(200)]
+    log = write_csv(tmp_path / "events.csv", events)
+    code, out, _ = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
+                             "--memory-mb", "0.002"], capsys)
+    assert code == 0, out
+    sequences = read_prepared(tmp_path / "shop")
+    assert sequences["heavy"] == [f"item {step % 6}" for step in reversed(range(200))]
+    assert len(sequences) == 31 and all(len(items) == 5 for user, items in sequences.items()
+                                        if user != "heavy")
+
+
 def test_first_occurrences_keeps_the_first_of_each_distinct_tuple():
     rng = np.random.default_rng(3)
     # Few pairs, times and ratings: most pairs repeat, some tuples too.
