@@ -144,7 +144,8 @@ def filter_partitions(partitions, min_user, min_item):
       A `Filtered`.
     """
     num_users, num_items = len(partitions.user_names), len(partitions.item_names)
-    lengths = np.zeros(num_users, dtype=np.int64)
+    # A few numbers per user are what the filter keeps in memory: as narrow as they can be.
+    lengths = np.zeros(num_users, dtype=np.int32)
     first_rows = np.zeros(num_users, dtype=np.int64)
     removed = dict.fromkeys(("duplicates", "min_user", "min_item"), 0)
     rare_items = None  # found by a round, applied by the next
@@ -212,39 +213,53 @@ def sequence_lines(first_user, items, lengths, users_per_chunk=1 << 16):
                              bounds[1:], strict=True))
 
 
-def write_sequences(partitions, filtered, path, work):
-    """Orders the kept records, numbers users and items, writes the sequence file.
+def number_users(filtered):
+    """Numbers the users kept (from 0) by their first kept record in the input.
 
-    Users are numbered by their first kept record in the input. Their records
-    are split once more, into partitions of consecutive user numbers, so that
-    each can be sorted (by user, time, input order) and written in turn; items
-    are numbered as they first appear in the file.
+    Args:
+      filtered: a `Filtered`.
+
+    Returns:
+      ([users kept] their codes in number order, [all user codes] the number of
+      each or -1, [users kept] their lengths in number order), all int32.
+    """
+    kept = np.flatnonzero(filtered.lengths).astype(np.int32)
+    user_codes = kept[np.argsort(filtered.first_rows[kept], kind="stable")]
+    del kept
+    user_numbers = np.full(len(filtered.lengths), -1, dtype=np.int32)
+    user_numbers[user_codes] = np.arange(len(user_codes), dtype=np.int32)
+    return user_codes, user_numbers, filtered.lengths[user_codes]
+
+
+def write_sequences(partitions, user_numbers, lengths, path, work):
+    """Writes the sequence file: users in number order, items numbered as they appear.
+
+    The records are split once more, into partitions of consecutive user
+    numbers, so that each can be sorted (by user, time, input order) and
+    written in turn.
 
     Args:
       partitions: the filtered `Partitions` by user; emptied (files deleted).
-      filtered: a `Filtered`.
+      user_numbers: [all user codes] the number (from 0) of each kept user, from
+        `number_users`.
+      lengths: [users kept] records of each, in number order.
       path: the sequence file to write.
       work: a directory for the second partitions.
 
     Returns:
-      (user codes in number order, item codes in number order, [users] lengths
-      in number order).
+      The item codes in number order.
     """
-    kept = np.flatnonzero(filtered.lengths)
-    user_codes = kept[np.argsort(filtered.first_rows[kept], kind="stable")]
-    user_rank = np.full(len(filtered.lengths), -1, dtype=np.int64)
-    user_rank[user_codes] = np.arange(len(user_codes))
-    lengths = filtered.lengths[user_codes]
     per_part = max(1, math.ceil(lengths.sum() / partitions.count))
     # Consecutive users, about `per_part` records a partition (a longer user
     # alone), numbered without gaps.
-    starts = (np.cumsum(lengths) - lengths) // per_part
-    part_of_rank = np.concatenate([[0], np.cumsum(starts[1:] != starts[:-1])])
+    starts = (np.cumsum(lengths, dtype=np.int64) - lengths) // per_part
+    part_of_rank = np.concatenate([[0], np.cumsum(starts[1:] != starts[:-1])]).astype(np.int32)
+    del starts
     first_ranks = np.searchsorted(part_of_rank, np.arange(part_of_rank[-1] + 2))
     by_rank = Partitions(work, len(first_ranks) - 1, partitions.has_rating)
     for index in range(partitions.count):
         records = partitions.load(index)
-        records["user"] = user_rank[records["user"]]
+        records["user"] = user_numbers[records["user"]]
         by_rank.append(records, part_of_rank[records["user"]])
         partitions.remove(index)
 
@@ -268,7 +283,7 @@ def write_sequences(partitions, filtered, path, work):
             stream.writelines(sequence_lines(ranks.start + 1, item_numbers[codes],
                                              lengths[ranks]))
             by_rank.remove(index)
-    return user_codes, np.concatenate(item_codes), lengths
+    return np.concatenate(item_codes)
 
 
 def write_names(path, names, codes, per_chunk=1 << 16):
@@ -353,24 +368,29 @@ def prepare(path, log_format, output, min_user=5, min_item=5,
             raise DataError(f"no user has {min_user} records whose items have {min_item} "
                             "each: nothing left after filtering; lower --min-user or --min-item")
         start = time.perf_counter()
-        sequences = staging / f"{output.name}.txt"
-        user_codes, item_codes, lengths = write_sequences(partitions, filtered, sequences,
-                                                          work / "by_number")
-        shutil.rmtree(work)
+        user_codes, user_numbers, lengths = number_users(filtered)
         stats = {
             "input_records": input_records,
             "removed": filtered.removed,
             "k_core": {"min_user": min_user, "min_item": min_item, "rounds": filtered.rounds},
             "users": len(user_codes),
-            "items": len(item_codes),
+            "items": None,  # numbered as the sequences are written
             "interactions": int(lengths.sum()),
             "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()),
                                 "mean": round(float(lengths.mean()), 4),
                                 "median": float(np.median(lengths))},
         }
-        for name, names, codes in ((ITEMS_FILE, partitions.item_names, item_codes),
-                                   (USERS_FILE, partitions.user_names, user_codes)):
-            write_names(staging / name, names, codes)
+        # The raw user ids and the per-user arrays are the largest things in
+        # memory now: written or dropped before the sort needs its share.
+        del filtered
+        write_names(staging / USERS_FILE, partitions.user_names, user_codes)
+        partitions.user_names = user_codes = None
+        sequences = staging / f"{output.name}.txt"
+        item_codes = write_sequences(partitions, user_numbers, lengths, sequences,
+                                     work / "by_number")
+        shutil.rmtree(work)
+        stats["items"] = len(item_codes)
+        write_names(staging / ITEMS_FILE, partitions.item_names, item_codes)
         (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         print(f"Wrote {stats['interactions']} interactions of {stats['users']} users and "
               f"{stats['items']} items in {time.perf_counter() - start:.1f} s", flush=True)
