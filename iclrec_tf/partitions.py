@@ -8,7 +8,7 @@ holds one file in memory at a time. Within a file, records keep the order they
 were appended in; each carries its index in the input (`row`), so input order
 is never lost.
 
-A file is a flat array of fixed-size records (`RECORD` fields), written with
+A file is a flat array of fixed-size records (`FIELDS`), written with
 `ndarray.tofile` and read with `numpy.fromfile`: no header, no parsing.
 """
 
@@ -116,5 +116,5 @@ class Partitions:
         except OSError as error:
             # A full disk is the likely one: say where the space is needed.
             raise ConfigError(f"temporary files in {self.directory}: {error.strerror}; "
-                              "they need about 30 bytes an event") from None
+                              "they need 24-32 bytes an event") from None
 

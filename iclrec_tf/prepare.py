@@ -423,7 +423,7 @@ def build_parser():
     parser.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB,
                         help=f"memory for the events sorted at once (default "
                         f"{DEFAULT_MEMORY_MB}); a larger log is split into temporary files "
-                        "beside --output, about 30 bytes an event")
+                        "beside --output, 24-32 bytes an event")
     return parser
 
 
