@@ -8,9 +8,9 @@ such as `2018-07-07 22:09:11`; a date without a time zone is taken as UTC.
 Reading turns every event into three or four numbers and hands them on a block
 at a time: to memory (`EventBlocks`, 16-24 bytes an event) or, in `prepare`, to
 temporary files (`iclrec_tf.partitions`). What the reader itself keeps is each
-distinct id once (a string, in order of first appearance), so its memory grows
-with the number of distinct ids, not with the events or the length of the
-lines. CSV, TSV and JSON lines are parsed by
+distinct id once (`iclrec_tf.idcoder`: codes in order of first appearance,
+about 50-60 bytes an id), so its memory grows with the number of distinct ids,
+not with the events or the length of the lines. CSV, TSV and JSON lines are parsed by
 pyarrow's streaming readers (see docs/BENCHMARKS.md, "Preparing your own
 data", for the measurements behind that choice). A bad record stops the
 reading with a `DataError` naming `file:line`: the fast path only detects that
@@ -235,6 +235,7 @@ def read_events(path, log_format, new_receiver=EventBlocks):
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataError(f"--input {path}: no such file")
+
     def new_blocks():
         return _Blocks(new_receiver(log_format.rating is not None))
 
