@@ -59,9 +59,9 @@ class IdCoder:
 
     def _hashes(self, strings):
         """Two 64-bit tabulation hashes of each string (none empty) of a pyarrow array."""
-        strings = pc.cast(strings, pa.large_string()) if len(strings) else strings
         if not len(strings):
             return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+        strings = pc.cast(strings, pa.large_string())
         _, offset_buffer, data_buffer = strings.buffers()
         offsets = np.frombuffer(offset_buffer, np.int64)[
             strings.offset:strings.offset + len(strings) + 1]
@@ -108,24 +108,20 @@ class IdCoder:
         return found
 
     def _add(self, first, second, codes):
-        added = (first, second, codes.astype(np.int32))
-        recent = [np.concatenate(pair) for pair in zip(self._recent, added, strict=True)]
-        order = np.argsort(recent[0], kind="stable")
-        recent = tuple(array[order] for array in recent)
-        if len(recent[0]) * 8 > len(self._main[0]):
-            self._merge_into_main(recent)
-            self._recent = tuple(array[:0] for array in self._main)
-        else:
-            self._recent = recent
+        order = np.argsort(first)
+        self._merge_into("_recent", (first[order], second[order], codes[order].astype(np.int32)))
+        if len(self._recent[0]) * 8 > len(self._main[0]):
+            recent, self._recent = self._recent, tuple(array[:0] for array in self._recent)
+            self._merge_into("_main", recent)
 
-    def _merge_into_main(self, level):
-        """Merges a level (first hashes, second hashes, codes; sorted) into the main one.
+    def _merge_into(self, name, level):
+        """Merges a level (first hashes, second hashes, codes; sorted) into `self.<name>`.
 
-        Each old main array is dropped as soon as its merged copy exists, so the
-        peak is about one level and a half, not two.
+        Each old array is dropped as soon as its merged copy exists, so the peak
+        is about one level and a half, not two.
         """
-        old = list(self._main)
-        self._main = None
+        old = list(getattr(self, name))
+        setattr(self, name, None)
         slots = np.searchsorted(old[0], level[0], side="right") + np.arange(len(level[0]))
         size = len(old[0]) + len(level[0])
         from_old = np.ones(size, dtype=bool)
@@ -137,4 +133,4 @@ class IdCoder:
             both[from_old] = old[index]
             old[index] = None
             merged.append(both)
-        self._main = tuple(merged)
+        setattr(self, name, tuple(merged))

@@ -100,10 +100,11 @@ def first_occurrences(*keys):
     shared[ordered[1:][same]] = shared[ordered[:-1][same]] = True
     rows = np.flatnonzero(shared)  # input order
     if len(rows):
-        order = np.lexsort([key[rows] for key in keys[::-1]])  # stable: ties in input order
+        shared_keys = [key[rows] for key in keys]
+        order = np.lexsort(shared_keys[::-1])  # stable: ties in input order
         repeat = np.ones(len(rows) - 1, dtype=bool)
-        for key in keys:
-            ordered_key = key[rows][order]
+        for key in shared_keys:
+            ordered_key = key[order]
             repeat &= ordered_key[1:] == ordered_key[:-1]
         keep[rows[order[1:][repeat]]] = False
     return keep

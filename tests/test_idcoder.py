@@ -44,7 +44,7 @@ def test_ids_sharing_a_first_hash_are_told_apart_by_the_second():
     assert found.tolist() == [12, 13, -1, 10, -1, -1]
 
 
-def test_merging_a_level_into_main_keeps_it_sorted_and_aligned():
+def test_merging_a_level_keeps_it_sorted_and_aligned():
     rng = np.random.default_rng(1)
     levels = []
     for size in (50, 9):
@@ -52,7 +52,7 @@ def test_merging_a_level_into_main_keeps_it_sorted_and_aligned():
         levels.append((keys, keys * 3, (keys * 5).astype(np.int32)))
     coder = IdCoder()
     coder._main = levels[0]
-    coder._merge_into_main(levels[1])
+    coder._merge_into("_main", levels[1])
     keys, seconds, codes = coder._main
     np.testing.assert_array_equal(keys, np.sort(np.concatenate([levels[0][0], levels[1][0]])))
     np.testing.assert_array_equal(seconds, keys * 3)
