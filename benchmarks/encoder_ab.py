@@ -2,8 +2,9 @@
 
     python benchmarks/encoder_ab.py --base c8f7718 --dataset toys
 
-Builds the preset's model twice, once with `iclrec_tf/encoder.py` as of `--base` and
-once as in the working tree, gives both the same weights and centroids, and times
+Builds the preset's model twice, once with `iclrec_tf/model/encoder.py` and its
+kernels (`iclrec_tf/model/kernels.py`) as of `--base` (a revision with this layout)
+and once as in the working tree, gives both the same weights and centroids, and times
 training steps on the same few batches, alternating A B B A ..., so that the load
 of a shared machine falls on both alike. Prints one JSON object: the median wall
 and CPU seconds (`time.process_time`, all threads) of a step of each, and the
@@ -15,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import pathlib
+import re
 import resource
 import statistics
 import subprocess
@@ -29,18 +31,23 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import numpy as np
 from report import print_figures
 
-from iclrec_tf import model as model_module
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.data import load_sequences, resolve_dataset
-from iclrec_tf.fit import prepare_training, reference_adam
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.model import iclrec as model_module
+from iclrec_tf.train.run import prepare_training, reference_adam
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def encoder_module_at(revision):
-    """`iclrec_tf/encoder.py` as of `revision`, imported as a module of its own."""
-    source = subprocess.run(["git", "show", f"{revision}:iclrec_tf/encoder.py"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout
+    """The encoder and its kernels as of `revision`, imported as one module of its own."""
+    kernels, encoder = (
+        subprocess.run(["git", "show", f"{revision}:iclrec_tf/model/{name}.py"], cwd=REPO,
+                       capture_output=True, text=True, check=True).stdout
+        for name in ("kernels", "encoder"))
+    # The revision's kernels, not the working tree's, in front of its encoder.
+    source = kernels + re.sub(r"^from iclrec_tf\.model\.kernels import .*$", "", encoder,
+                              flags=re.M)
     # Its classes must not take the registered names of the working tree's.
     source = source.replace('register_keras_serializable("iclrec_tf")',
                             'register_keras_serializable("iclrec_tf_base")')

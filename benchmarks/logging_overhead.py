@@ -27,9 +27,9 @@ import tf_keras as keras
 from report import print_figures
 
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.data import load_sequences, resolve_dataset
-from iclrec_tf.fit import prepare_training
-from iclrec_tf.monitoring import ICLRecTensorBoard
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.train.monitoring import ICLRecTensorBoard
+from iclrec_tf.train.run import prepare_training
 
 
 class Clock(keras.callbacks.Callback):
@@ -81,7 +81,7 @@ def main():
         logging = [around, board] if arm == "with" else []
         training.model.fit(training.train_data, initial_epoch=epoch, epochs=epoch + 1,
                            steps_per_epoch=training.steps_per_epoch,
-                           verbose=0, callbacks=[first, *training.callbacks, *logging, last])
+                           verbose=0, callbacks=[first, *training.callbacks(), *logging, last])
         seconds = last.times["epoch_end"][-1] - first.times["epoch_begin"][-1]
         epochs.setdefault(arm, []).append(seconds)
         if arm == "with":

@@ -1,5 +1,6 @@
 """Speed and peak memory of `pipelines/prepare.py` on a generated log; one JSON line.
 
+
     python benchmarks/prepare_speed.py --rows 10000000 --workdir /tmp/prepare_bench
     python benchmarks/prepare_speed.py --rows 2000000 --compare   # needs pandas (".[bench]")
     python benchmarks/prepare_speed.py --rows 2000000 --preset yelp --compare
@@ -22,14 +23,14 @@ that a log larger than the memory it is given goes through.
 
 `--id-memory N` measures instead the memory of coding N distinct ids
 (`U00012345`-like, 65,536 a block, about what a 2 MiB block of a log brings)
-with `iclrec_tf.idcoder.IdCoder`, against a Python dict from str to int, each in
+with `iclrec_tf.prepare.idcoder.IdCoder`, against a Python dict from str to int, each in
 a fresh child process: peak bytes an id.
 
 `--compare` also times the reading-and-coding step alone (ids -> integer codes,
 times -> floats) with the readers considered: for CSV the `csv` module, pandas'
 chunked `read_csv` with `factorize`, and pyarrow's streaming CSV reader, which
-`iclrec_tf.events` uses; for JSON lines the `json` module (the line-by-line
-reader `iclrec_tf.events` falls back to) and pyarrow's streaming JSON reader,
+`iclrec_tf.prepare.events` uses; for JSON lines the `json` module (the line-by-line
+reader `iclrec_tf.prepare.events` falls back to) and pyarrow's streaming JSON reader,
 which it uses first.
 """
 
@@ -93,16 +94,16 @@ def generate_reviews(path, rows, seed=0):
 
 
 def read_with_json_module(path):
-    from iclrec_tf.events import PRESETS, EventBlocks, _Blocks, _read_jsonl_lines
+    from iclrec_tf.prepare.events import LOG_PRESETS, EventBlocks, _Blocks, _read_jsonl_lines
 
-    return _read_jsonl_lines(path, PRESETS["yelp"],
+    return _read_jsonl_lines(path, LOG_PRESETS["yelp"],
                              lambda: _Blocks(EventBlocks(has_rating=False))).num_events
 
 
 def read_with_pyarrow_json(path):
-    from iclrec_tf.events import PRESETS, read_events
+    from iclrec_tf.prepare.events import LOG_PRESETS, read_events
 
-    return read_events(path, PRESETS["yelp"]).num_events
+    return read_events(path, LOG_PRESETS["yelp"]).num_events
 
 
 def read_with_csv_module(path):
@@ -133,7 +134,7 @@ def read_with_pandas(path):
 
 
 def read_with_pyarrow(path):
-    from iclrec_tf.events import LogFormat, read_events
+    from iclrec_tf.prepare.events import LogFormat, read_events
 
     return read_events(path, LogFormat("csv")).num_events
 
@@ -142,7 +143,7 @@ def code_ids(kind, count):
     """Peak RSS growth in bytes an id of coding `count` distinct ids (run in a child)."""
     import pyarrow as pa
 
-    from iclrec_tf.idcoder import IdCoder
+    from iclrec_tf.prepare.idcoder import IdCoder
 
     def rss_kib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

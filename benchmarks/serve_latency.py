@@ -30,8 +30,9 @@ import time
 import numpy as np
 
 from iclrec_tf import cli
-from iclrec_tf.config import ConfigError, TrainConfig
-from iclrec_tf.data import load_sequences, resolve_dataset
+from iclrec_tf.config import TrainConfig
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.errors import ConfigError
 
 BATCH = 256
 WARM_UP_CALLS = 20

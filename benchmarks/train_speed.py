@@ -24,8 +24,8 @@ import tf_keras as keras
 from report import print_figures
 
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.data import load_sequences, resolve_dataset
-from iclrec_tf.fit import prepare_training
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.train.run import prepare_training
 
 
 class Stopwatch(keras.callbacks.Callback):

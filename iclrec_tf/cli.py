@@ -1,15 +1,15 @@
-"""Shared command-line plumbing: one-line errors, config flags from `TrainConfig`."""
+"""Shared command-line plumbing: one-line errors, config flags from `TrainConfig`.
+
+Imports no TensorFlow: `python pipelines/prepare.py` uses it too.
+"""
 
 import argparse
 import dataclasses
 import sys
+import time
 
-from iclrec_tf.config import ConfigError, TrainConfig
-from iclrec_tf.data import DataError
-from iclrec_tf.reference import ReferenceWeightsError
-from iclrec_tf.rundir import RunDirectoryError
-
-USER_ERRORS = (ConfigError, DataError, ReferenceWeightsError, RunDirectoryError)
+from iclrec_tf.config import TrainConfig
+from iclrec_tf.errors import UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -39,11 +39,16 @@ def config_overrides(args, exclude=()):
             if f.name not in exclude and getattr(args, f.name, None) is not None}
 
 
+def phase(name, start):
+    """Prints one progress line: a phase's name and the seconds since `start`."""
+    print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
+
+
 def run(main, prog):
     """Runs `main()`, turning a user's mistake into one line on stderr and exit 2."""
     try:
         return main()
-    except USER_ERRORS as error:
+    except UserError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,21 +4,19 @@ import dataclasses
 import json
 import math
 
+from iclrec_tf.errors import ConfigError
+
 CONTRAST_TYPES = ("hybrid", "intent", "instance", "none")
 AUGMENTATIONS = ("random", "crop", "mask", "reorder")
 PROTOCOLS = ("reference", "exclude")
 
 # Encoder depth of the reference's released scripts; everything else is shared.
-PRESETS = {
+DATASET_PRESETS = {
     "toys": {"num_blocks": 3},
     "beauty": {"num_blocks": 1},
     "sports": {"num_blocks": 2},
     "yelp": {"num_blocks": 2},
 }
-
-
-class ConfigError(ValueError):
-    """A setting is out of range; the message names the flag."""
 
 
 @dataclasses.dataclass
@@ -58,7 +56,7 @@ class TrainConfig:
     @classmethod
     def for_dataset(cls, dataset, **overrides):
         """The released preset of `dataset` (if it has one), then `overrides`."""
-        settings = dict(PRESETS.get(dataset, {}))
+        settings = dict(DATASET_PRESETS.get(dataset, {}))
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(dataset=dataset, **settings)
 

@@ -7,11 +7,17 @@ import time
 
 from iclrec_tf import cli
 from iclrec_tf.config import PROTOCOLS, TrainConfig
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.errors import ConfigError, ReferenceWeightsError
+from iclrec_tf.model.reference import read_reference_weights, reference_shape
+from iclrec_tf.train.rundir import RunDirectory
+
+PROG = "python -m iclrec_tf.evaluate"
 
 
 def build_parser():
     parser = cli.ArgumentParser(
-        prog="python -m iclrec_tf.evaluate",
+        prog=PROG,
         description="Evaluate trained weights with full ranking.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a run directory written by iclrec_tf.fit")
@@ -28,11 +34,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from iclrec_tf.config import ConfigError
-    from iclrec_tf.data import load_sequences, resolve_dataset
-    from iclrec_tf.reference import ReferenceWeightsError, read_reference_weights, reference_shape
-    from iclrec_tf.rundir import RunDirectory
-
     # Every check of the user's input comes before TensorFlow loads.
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
@@ -54,10 +55,11 @@ def main(argv=None):
             f"{args.reference_weights}: {item_size} item embeddings, but {dataset} "
             f"needs {data.item_size} (max item id + 2)")
 
-    from iclrec_tf.metrics import RankingEvaluator
-    from iclrec_tf.model import build_model
-    from iclrec_tf.pipeline import SequencePipelines
-    from iclrec_tf.reference import load_reference_weights
+    # TensorFlow loads only now: every mistake in the input above is one line.
+    from iclrec_tf.data.pipeline import SequencePipelines
+    from iclrec_tf.model.iclrec import build_model
+    from iclrec_tf.model.reference import load_reference_weights
+    from iclrec_tf.train.metrics import RankingEvaluator
 
     model = build_model(config, data.item_size)
     if args.run:
@@ -78,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, "python -m iclrec_tf.evaluate"))
+    sys.exit(cli.run(main, PROG))

@@ -26,14 +26,14 @@ def data_dir():
 
 @pytest.fixture(scope="session")
 def toys_path(data_dir):
-    from iclrec_tf.data import resolve_dataset
+    from iclrec_tf.data.datasets import resolve_dataset
 
     return resolve_dataset("toys", data_dir)
 
 
 @pytest.fixture(scope="session")
 def toys(toys_path):
-    from iclrec_tf.data import load_sequences
+    from iclrec_tf.data.datasets import load_sequences
 
     return load_sequences(toys_path)
 

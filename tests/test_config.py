@@ -2,11 +2,12 @@ import dataclasses
 
 import pytest
 
-from iclrec_tf.config import PRESETS, ConfigError, TrainConfig
+from iclrec_tf.config import DATASET_PRESETS, TrainConfig
+from iclrec_tf.errors import ConfigError
 
 
 def test_presets_set_the_released_encoder_depths():
-    assert {name: TrainConfig.for_dataset(name).num_blocks for name in PRESETS} == {
+    assert {name: TrainConfig.for_dataset(name).num_blocks for name in DATASET_PRESETS} == {
         "toys": 3, "beauty": 1, "sports": 2, "yelp": 2}
     toys = TrainConfig.for_dataset("toys")
     # The released scripts share everything else.

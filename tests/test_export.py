@@ -23,12 +23,14 @@ from conftest import reference_dir
 
 from iclrec_tf import cli, export
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.intents import encode_representations
-from iclrec_tf.metrics import RankingEvaluator, ranking_metrics
-from iclrec_tf.model import build_model, sequence_representation
-from iclrec_tf.pipeline import SequencePipelines
-from iclrec_tf.reference import load_reference_weights
-from iclrec_tf.rundir import CONFIG_FILE, RunDirectory
+from iclrec_tf.data.pipeline import SequencePipelines
+from iclrec_tf.model.iclrec import build_model, sequence_representation
+from iclrec_tf.model.reference import load_reference_weights
+from iclrec_tf.serve import module as serving
+from iclrec_tf.serve import saved_model
+from iclrec_tf.train.intents import encode_representations
+from iclrec_tf.train.metrics import RankingEvaluator, ranking_metrics
+from iclrec_tf.train.rundir import CONFIG_FILE, RunDirectory
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SERVE_DIR = REPO / "pipelines" / "serve"
@@ -107,7 +109,7 @@ def served(version_dir):
 @pytest.fixture(scope="module")
 def kept_version_dir(model, model_dir, version_dir, toys):
     """A `--keep-history` export into the same model directory, after `version_dir`."""
-    return export.export_saved_model(model, model_dir, top_k=TOP_K, keep_history=True,
+    return saved_model.export_saved_model(model, model_dir, top_k=TOP_K, keep_history=True,
                                      mask_id=toys.mask_id)
 
 
@@ -180,12 +182,6 @@ def test_the_command_writes_version_1_then_2_and_prints_it(cli_export, version_d
     assert (version_dir / "saved_model.pb").is_file()
     assert kept_version_dir == model_dir / "2"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2"]
-
-
-def test_the_next_version_follows_the_largest_integer(tmp_path):
-    for name in ("3", "10", ".export-abc", "notes"):
-        (tmp_path / name).mkdir()
-    assert export.next_version(tmp_path) == 11
 
 
 def test_saved_model_cli_lists_the_three_signatures(version_dir):
@@ -288,48 +284,6 @@ def test_slots_without_a_candidate_are_minus_one(served, toys):
     assert (outputs["scores"][0, 3:] == -np.inf).all()
 
 
-def top_k_cases():
-    """`{name: [batch, n] float32 scores}` for `pruned_top_k`, k = 10."""
-    rng = np.random.default_rng(0)
-    normal = rng.standard_normal((6, 1003)).astype(np.float32)  # 1003: groups of 25, one short
-    normal[::2, 0] = 5.0  # the best, in column 0: the one the packing pads with
-    ties = rng.integers(0, 4, (6, 1000)).astype(np.float32)  # ~250 ties at the top value
-    holes = normal.copy()
-    holes[0] = -np.inf  # nothing to recommend
-    holes[1, 5:] = -np.inf  # 5 finite scores, fewer than k
-    holes[2, ::41] = -np.inf  # a whole group (column c is in group c % 41)
-    holes[3, :980] = -np.inf  # 23 finite scores in 23 groups
-    return {"normal": normal, "ties": ties, "minus_inf": holes,
-            "no_rows": np.zeros((0, 1003), np.float32),
-            "too_narrow_to_prune": normal[:, :30]}
-
-
-@pytest.mark.parametrize("name", sorted(top_k_cases()))
-def test_pruned_top_k_equals_tf_math_top_k(name):
-    scores = top_k_cases()[name]
-    pruned = tf.function(lambda scores: export.pruned_top_k(scores, 10),
-                         input_signature=[tf.TensorSpec([None, scores.shape[1]], tf.float32)])
-    values, indices = pruned(tf.constant(scores))
-    expected = tf.math.top_k(scores, 10)
-    np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
-    np.testing.assert_array_equal(indices.numpy(), expected.indices.numpy())
-
-
-def test_group_threshold_keeps_k_maxima():
-    # Row 0: bisecting [1, 5] goes 3 (three maxima >= 3: up), 4 (two: up), 4.5 (one:
-    # down), ... and rounds up to the smallest maximum above, 4 = the 2nd largest.
-    # Row 1 has one finite maximum, fewer than k = 2: -inf, keep everything.
-    maxima = tf.constant([[1.0, 5.0, 3.0, 4.0], [-np.inf, 2.0, -np.inf, -np.inf]])
-    np.testing.assert_array_equal(export.group_threshold(maxima, 2).numpy(), [[4.0], [-np.inf]])
-
-    maxima = np.random.default_rng(1).standard_normal((50, 400)).astype(np.float32)
-    threshold = export.group_threshold(tf.constant(maxima), 100).numpy()
-    kth_largest = np.sort(maxima, axis=1)[:, -100:-99]
-    assert ((maxima >= threshold).sum(axis=1) >= 100).all()
-    assert (threshold <= kth_largest).all()
-    assert ((maxima >= threshold).sum(axis=1) <= 110).all()  # and close to it
-
-
 def test_padding_may_be_on_either_side(served):
     left = [[0, 0, 9, 10, 11], [1, 2, 3, 4, 5]]
     right = [[9, 10, 11, 0, 0], [1, 2, 3, 4, 5]]
@@ -366,25 +320,10 @@ def test_intents_are_the_ones_training_assigns(served, model, pipelines, config)
 def test_a_model_without_intents_has_no_intent_signature(model):
     model.intents_ready.assign(False)
     try:
-        module = export.serving_module(model)
+        module = serving.serving_module(model)
     finally:
         model.intents_ready.assign(True)
     assert not hasattr(module, "intent")
-
-
-def test_an_interrupted_export_leaves_no_version(model, tmp_path, monkeypatch):
-    model_dir = tmp_path / "toys"
-    (model_dir / "1").mkdir(parents=True)
-    (model_dir / "1" / "saved_model.pb").write_text("version 1")
-
-    def interrupted(source, target):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(export.os, "rename", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        export.export_saved_model(model, model_dir, top_k=10)
-    assert [p.name for p in model_dir.iterdir()] == ["1"]
-    assert (model_dir / "1" / "saved_model.pb").read_text() == "version 1"
 
 
 def test_the_rest_example_matches_the_signature(served):

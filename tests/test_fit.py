@@ -6,7 +6,7 @@ from conftest import synthetic_sequences, write_dataset
 
 from iclrec_tf import cli, fit
 from iclrec_tf.config import TrainConfig
-from iclrec_tf.metrics import METRIC_NAMES
+from iclrec_tf.train.metrics import METRIC_NAMES
 
 
 def test_one_epoch_on_toys_writes_the_run_directory(toys_run):
@@ -107,35 +107,3 @@ def test_a_small_run_trains_each_variant(tmp_path, capsys):
         expected = {"none": {"rec_loss"}, "instance": {"rec_loss", "seqcl_loss"},
                     "intent": {"rec_loss", "icl_loss"}}[contrast_type]
         assert {c for c in columns if c.endswith("_loss")} == expected
-
-
-def test_reference_adam_matches_pytorch_adam_with_sparse_and_dense_gradients():
-    import numpy as np
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    table, dense = rng.standard_normal((5, 3)), rng.standard_normal(4)
-    variables = [tf.Variable(table, dtype=tf.float64), tf.Variable(dense, dtype=tf.float64)]
-    optimizer = fit.reference_adam(0.01)
-    expected = [table.copy(), dense.copy()]
-    moments = [[np.zeros_like(x), np.zeros_like(x)] for x in expected]
-    for step in range(1, 4):
-        rows = np.array([1, 3, 1])  # a repeated row: its gradients add up
-        # gradients of 1e-6, where epsilon's place in the formula changes the step by ~25%
-        row_grads = 1e-6 * rng.standard_normal((3, 3))
-        dense_grad = 1e-6 * rng.standard_normal(4)
-        optimizer.apply_gradients([
-            (tf.IndexedSlices(tf.constant(row_grads), tf.constant(rows), tf.constant([5, 3])),
-             variables[0]),
-            (tf.constant(dense_grad), variables[1])])
-        table_grad = np.zeros((5, 3))
-        np.add.at(table_grad, rows, row_grads)
-        for value, grad, (m, v) in zip(expected, (table_grad, dense_grad), moments, strict=True):
-            # torch.optim.Adam: denominator sqrt(v) / sqrt(1 - b2^t) + eps
-            m[:] = 0.9 * m + 0.1 * grad
-            v[:] = 0.999 * v + 0.001 * grad ** 2
-            denominator = np.sqrt(v) / np.sqrt(1 - 0.999 ** step) + 1e-8
-            value -= 0.01 / (1 - 0.9 ** step) * m / denominator
-    for variable, value, start in zip(variables, expected, (table, dense), strict=True):
-        # Keras holds its hyper-parameters in float32: 1e-5 of a step is that floor
-        np.testing.assert_allclose(variable.numpy() - start, value - start, rtol=1e-4, atol=1e-9)

@@ -1,0 +1,6 @@
+"""Dataset files -> tf.data: `datasets` (lookup, parsing, leave-one-out),
+`vocabulary` (`items.txt`), `windows` (right-aligned windows), `augment`
+(crop, mask, reorder) and `pipeline` (training, E-step and evaluation batches).
+
+`datasets`, `vocabulary` and `windows` import no TensorFlow.
+"""

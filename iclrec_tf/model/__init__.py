@@ -1,0 +1,5 @@
+"""The Keras model and its losses: `kernels` (CPU kernels), `encoder` (the SASRec
+architecture), `replicas` (batch-global reductions under tf.distribute), `tasks`
+(the losses), `iclrec` (the model and its `train_step`) and `reference` (the
+reference implementation's released weights).
+"""

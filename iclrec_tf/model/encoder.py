@@ -1,0 +1,262 @@
+"""The SASRec-style sequence encoder of ICLRec.
+
+Read top to bottom: `EncoderConfig`, the attention mask, then the layers from
+the inside out: `SelfAttention` and `FeedForward`, each "sublayer -> dropout ->
+residual -> LayerNorm" as in the reference (post-norm, BERT style), a
+`TransformerBlock` of the two, and the `SequenceEncoder`: embeddings -> blocks.
+The CPU kernels they call are in `iclrec_tf.model.kernels`.
+"""
+
+import dataclasses
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from iclrec_tf.model.kernels import Dropout, LayerNormalization, gelu
+
+# The reference's LayerNorm puts epsilon inside the square root, as Keras does.
+LAYER_NORM_EPSILON = 1e-12
+# Additive attention mask of the reference; not -inf: a left-padded query whose
+# keys are all masked then attends to every key, exactly as the reference does.
+MASK_VALUE = -10000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """The encoder's hyper-parameters, shared by all its layers.
+
+    Their defaults are `TrainConfig`'s; `from_train_config` is how a run makes one.
+
+    Attributes:
+      item_size: vocabulary size; id 0 is padding: its embedding row is never
+        trained, as in the reference, and the attention mask hides it as a key.
+      max_len: sequence length, the number of learned positions.
+      hidden_size: model width (64 in the reference).
+      num_blocks: transformer blocks.
+      num_heads: attention heads; scores are scaled by `1 / sqrt(hidden_size / num_heads)`.
+      hidden_dropout: dropout after the embeddings and in every sublayer.
+      attention_dropout: dropout on attention probabilities.
+      initializer_range: stddev of the normal initializer of every kernel and
+        embedding.
+    """
+
+    item_size: int
+    max_len: int
+    hidden_size: int
+    num_blocks: int
+    num_heads: int
+    hidden_dropout: float
+    attention_dropout: float
+    initializer_range: float
+
+    @classmethod
+    def from_train_config(cls, config, item_size):
+        """The encoder of a `TrainConfig`, over `item_size` ids."""
+        return cls(item_size=item_size, max_len=config.max_seq_length,
+                   hidden_size=config.hidden_size, num_blocks=config.num_blocks,
+                   num_heads=config.num_heads, hidden_dropout=config.hidden_dropout,
+                   attention_dropout=config.attention_dropout,
+                   initializer_range=config.initializer_range)
+
+    @property
+    def head_size(self):
+        return self.hidden_size // self.num_heads
+
+    def dense(self, units, name):
+        """A dense layer with the reference's initialisation: normal kernel, zero bias."""
+        return keras.layers.Dense(
+            units, name=name, bias_initializer="zeros",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=self.initializer_range))
+
+    def embedding(self, rows, name):
+        """An embedding table with the reference's normal initialisation."""
+        return keras.layers.Embedding(
+            rows, self.hidden_size, name=name,
+            embeddings_initializer=keras.initializers.RandomNormal(
+                stddev=self.initializer_range))
+
+
+def attention_bias(item_ids):
+    """[batch, 1, len, len] additive mask: -10000 where a key is padding or in the future."""
+    length = tf.shape(item_ids)[1]
+    key_is_item = tf.cast(item_ids > 0, tf.float32)[:, None, None, :]
+    causal = tf.linalg.band_part(tf.ones((length, length)), -1, 0)[None, None]
+    return (1.0 - key_is_item * causal) * MASK_VALUE
+
+
+class EncoderLayer(keras.layers.Layer):
+    """A layer built from an `EncoderConfig`, which is its whole Keras config.
+
+    Args:
+      config: the `EncoderConfig`.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder_config = config
+
+    def get_config(self):
+        return {**super().get_config(), **dataclasses.asdict(self.encoder_config)}
+
+    @classmethod
+    def from_config(cls, config):
+        fields = {field.name for field in dataclasses.fields(EncoderConfig)}
+        encoder_config = EncoderConfig(**{k: v for k, v in config.items() if k in fields})
+        return cls(encoder_config, **{k: v for k, v in config.items() if k not in fields})
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class SelfAttention(EncoderLayer):
+    """Multi-head self-attention with the reference's layer names and mask.
+
+    Call arguments:
+      hidden: [batch, len, hidden].
+      bias: [batch, 1, len, len] additive attention mask.
+      training: whether dropout is active.
+      last_position_only: attend from the last position only (inference of
+        the next item needs nothing else from the last block).
+
+    Returns:
+      [batch, len, hidden] (or [batch, 1, hidden] for the last position only):
+      `LayerNorm(dropout(dense(attention)) + hidden)`.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.query = config.dense(config.hidden_size, "query")
+        self.key = config.dense(config.hidden_size, "key")
+        self.value = config.dense(config.hidden_size, "value")
+        self.dense = config.dense(config.hidden_size, "dense")
+        self.probability_dropout = Dropout(config.attention_dropout)
+        self.output_dropout = Dropout(config.hidden_dropout)
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+
+    def build(self, input_shape):
+        # Their kernels are used concatenated (see `call`), never through the layers.
+        for layer in (self.query, self.key, self.value):
+            with tf.name_scope(layer.name):  # the names a call would give
+                layer.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, hidden, bias, training=None, last_position_only=False):
+        config = self.encoder_config
+        batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+        # Query, key and value in one matmul: their kernels side by side.
+        kernel = tf.concat([self.query.kernel, self.key.kernel, self.value.kernel], axis=1)
+        offset = tf.concat([self.query.bias, self.key.bias, self.value.bias], axis=0)
+        projected = tf.nn.bias_add(tf.matmul(tf.reshape(hidden, (-1, config.hidden_size)),
+                                             kernel), offset)  # (B*L, 3*D)
+        projected = tf.reshape(projected,
+                               (batch, length, 3, config.num_heads, config.head_size))
+        query, key, value = tf.unstack(tf.transpose(projected, (2, 0, 3, 1, 4)))  # (B, H, L, D/H)
+        queries = hidden
+        if last_position_only:
+            query, queries, bias = query[:, :, -1:], hidden[:, -1:], bias[:, :, -1:]
+        scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(config.head_size) + bias
+        probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
+        context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
+        context = tf.reshape(context, (-1, config.hidden_size))  # (B*Q, D)
+        output = self.output_dropout(self.dense(context), training=training)
+        return self.layer_norm(tf.reshape(output, tf.shape(queries)) + queries)
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class FeedForward(EncoderLayer):
+    """Position-wise `hidden -> 4 * hidden -> hidden` with exact (erf) GELU.
+
+    Call arguments:
+      hidden: [batch, len, hidden].
+      training: whether dropout is active.
+
+    Returns:
+      [batch, len, hidden]: `LayerNorm(dropout(ffn(hidden)) + hidden)`.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.dense_1 = config.dense(4 * config.hidden_size, "dense_1")
+        self.dense_2 = config.dense(config.hidden_size, "dense_2")
+        self.dropout = Dropout(config.hidden_dropout)
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+
+    def call(self, hidden, training=None):
+        rows = tf.reshape(hidden, (-1, self.encoder_config.hidden_size))  # (B*L, D)
+        inner = self.dense_1(rows)
+        # In inference, TensorFlow's own GELU: oneDNN fuses it into the matmul.
+        inner = gelu(inner) if training else tf.nn.gelu(inner, approximate=False)
+        output = self.dropout(self.dense_2(inner), training=training)
+        return self.layer_norm(tf.reshape(output, tf.shape(hidden)) + hidden)
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class TransformerBlock(EncoderLayer):
+    """`SelfAttention` then `FeedForward`; arguments as theirs."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.attention = SelfAttention(config, name="attention")
+        self.feed_forward = FeedForward(config, name="intermediate")
+
+    def call(self, hidden, bias, training=None, last_position_only=False):
+        hidden = self.attention(hidden, bias, training=training,
+                                last_position_only=last_position_only)
+        return self.feed_forward(hidden, training=training)
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class SequenceEncoder(EncoderLayer):
+    """Item ids -> one hidden state per position (SASRec, as in ICLRec).
+
+    Args:
+      config: an `EncoderConfig`.
+
+    Call arguments:
+      item_ids: [batch, max_len] int, left-padded with 0; a narrower window is
+        taken as the last positions.
+      training: whether dropout is active.
+      last_position_only: compute the last block for the last position only.
+
+    Returns:
+      [batch, max_len, hidden_size] hidden states of every position, or
+      [batch, 1, hidden_size] of the last one with `last_position_only`.
+
+    Example:
+
+    >>> config = EncoderConfig.from_train_config(TrainConfig(num_blocks=2), item_size=100)
+    >>> encoder = SequenceEncoder(config)
+    >>> encoder(tf.zeros((8, 50), tf.int32)).shape
+    TensorShape([8, 50, 64])
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.item_embeddings = config.embedding(config.item_size, "item_embeddings")
+        self.position_embeddings = config.embedding(config.max_len, "position_embeddings")
+        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+        self.dropout = Dropout(config.hidden_dropout)
+        self.blocks = [TransformerBlock(config, name=f"layer_{i}")
+                       for i in range(config.num_blocks)]
+
+    @property
+    def embedding_table(self):
+        """[item_size, hidden] item embeddings, shared by input and output."""
+        return self.item_embeddings.embeddings
+
+    def call(self, item_ids, training=None, last_position_only=False):
+        # A window narrower than max_len holds the last positions of a left-padded
+        # sequence (serving trims padding the last position cannot see).
+        max_len = self.encoder_config.max_len
+        positions = tf.range(max_len - tf.shape(item_ids)[1], max_len)
+        items = self.item_embeddings(item_ids)
+        # The padding row keeps its initial values, as with PyTorch's padding_idx=0
+        # in the reference (its released weights still have the row at std 0.02).
+        items = tf.where((item_ids > 0)[..., None], items, tf.stop_gradient(items))
+        hidden = items + self.position_embeddings(positions)[None]
+        hidden = self.dropout(self.layer_norm(hidden), training=training)  # (B, L, D)
+        bias = attention_bias(item_ids)  # (B, 1, L, L)
+        for index, block in enumerate(self.blocks):
+            last_block = index == len(self.blocks) - 1
+            hidden = block(hidden, bias, training=training,
+                           last_position_only=last_position_only and last_block)
+        return hidden

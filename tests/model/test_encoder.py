@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from reference_numpy import encode, random_state_dict
+
+from iclrec_tf.config import TrainConfig
+from iclrec_tf.model.encoder import EncoderConfig, SequenceEncoder, attention_bias
+from iclrec_tf.model.reference import load_reference_weights
+
+
+def encoder_config(item_size, **train_config):
+    """The `EncoderConfig` of a `TrainConfig` with `train_config` overrides."""
+    return EncoderConfig.from_train_config(TrainConfig(**train_config), item_size)
+
+
+def _ids(batch=6, length=10, item_size=30, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, item_size, (batch, length)).astype(np.int32)
+    for row, pad in enumerate([0, 3, 9, 1, length - 1, 5][:batch]):
+        ids[row, :pad] = 0  # left padding, one row with a single item
+    return ids
+
+
+@pytest.mark.parametrize("num_blocks", [1, 3])
+def test_matches_an_independent_numpy_forward_pass(num_blocks):
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10,
+                                             num_blocks=num_blocks))
+    encoder(tf.zeros((1, 10), tf.int32))
+    arrays = random_state_dict(item_size=30, num_blocks=num_blocks, max_len=10, seed=num_blocks)
+    load_reference_weights(encoder, _as_npz(arrays))
+    ids = _ids()
+    ours = encoder(ids, training=False).numpy()
+    # float32 against float64 through three post-norm blocks: up to ~2e-4 apart (seen on
+    # this project's CPU with numpy 2.4), far below any real difference.
+    np.testing.assert_allclose(ours, encode(arrays, ids), atol=5e-4)
+
+
+def _as_npz(arrays, path=[]):  # noqa: B006  (one temp file per test session is enough)
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile(suffix=".npz", delete=False)
+    np.savez(handle, **arrays)
+    handle.close()
+    return handle.name
+
+
+def test_attention_bias_masks_padding_keys_and_the_future():
+    bias = attention_bias(tf.constant([[0, 5, 7]])).numpy()[0, 0]
+    # query i may see key j when j <= i and key j is an item
+    np.testing.assert_array_equal(bias == 0, [[False, False, False],
+                                              [False, True, False],
+                                              [False, True, True]])
+    assert np.all(bias[bias != 0] == -10000.0)
+
+
+def test_real_positions_ignore_what_padding_holds():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10, num_blocks=2))
+    ids = _ids(batch=1)
+    ids[0, :3] = 0
+    changed = ids.copy()
+    changed[0, 7:] = [4, 5, 6]  # change the future: earlier real positions must not move
+    before, after = encoder(ids).numpy(), encoder(changed).numpy()
+    np.testing.assert_allclose(before[0, 3:7], after[0, 3:7], atol=1e-6)
+    # padded positions see every key through the uniform -10000 shift, as the reference does
+    assert not np.allclose(before[0, :3], after[0, :3], atol=1e-4)
+
+
+def test_dropout_only_in_training():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10, num_blocks=1))
+    ids = _ids()
+    np.testing.assert_array_equal(encoder(ids, training=False), encoder(ids, training=False))
+    assert not np.allclose(encoder(ids, training=True), encoder(ids, training=True))
+
+
+def test_initialisation_follows_the_reference():
+    encoder = SequenceEncoder(encoder_config(item_size=2000, max_seq_length=50, num_blocks=1))
+    encoder(tf.zeros((1, 50), tf.int32))
+    table = encoder.embedding_table.numpy()
+    assert abs(table.std() - 0.02) < 0.001 and abs(table.mean()) < 0.001
+    block = encoder.blocks[0]
+    assert np.all(block.attention.query.bias.numpy() == 0)
+    assert np.all(block.feed_forward.layer_norm.gamma.numpy() == 1)
+    assert abs(block.feed_forward.dense_1.kernel.numpy().std() - 0.02) < 0.002
+
+
+def test_config_round_trip_and_reload_give_equal_outputs(tmp_path):
+    encoder = SequenceEncoder(
+        encoder_config(item_size=40, max_seq_length=12, hidden_size=32, num_blocks=2,
+                       num_heads=4, hidden_dropout=0.2, attention_dropout=0.3,
+                       initializer_range=0.05), name="encoder")
+    ids = _ids(length=12, item_size=40)
+    expected = encoder(ids).numpy()
+    config = encoder.get_config()
+    clone = keras.layers.deserialize(keras.layers.serialize(encoder))
+    assert clone.get_config() == config
+    assert clone.encoder_config == EncoderConfig(40, 12, 32, 2, 4, 0.2, 0.3, 0.05)
+    for block in clone.blocks:  # every layer is rebuilt from the same one config
+        assert block.attention.encoder_config == clone.encoder_config
+    inputs = keras.Input((12,), dtype=tf.int32)
+    model = keras.Model(inputs, encoder(inputs))
+    model.save_weights(str(tmp_path / "weights"))
+    reloaded_inputs = keras.Input((12,), dtype=tf.int32)
+    reloaded = keras.Model(reloaded_inputs, clone(reloaded_inputs))
+    reloaded.load_weights(str(tmp_path / "weights"))
+    np.testing.assert_allclose(reloaded(ids).numpy(), expected, atol=1e-6)
+
+
+def test_last_position_only_equals_the_full_pass_at_the_last_position():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10, num_blocks=3))
+    ids = _ids()
+    full = encoder(ids, training=False).numpy()[:, -1:]
+    last = encoder(ids, training=False, last_position_only=True).numpy()
+    assert last.shape == (6, 1, 64)
+    np.testing.assert_allclose(last, full, atol=1e-5)
+
+
+def test_every_weight_gets_a_gradient_under_its_reference_name():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10, num_blocks=1))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(encoder(_ids(), training=True)))
+    gradients = tape.gradient(loss, encoder.trainable_variables)
+    names = [variable.name for variable in encoder.trainable_variables]
+    assert all(gradient is not None for gradient in gradients), names
+    for name in ("query", "key", "value"):
+        assert any(f"/{name}/kernel" in variable for variable in names), names

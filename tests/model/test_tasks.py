@@ -1,0 +1,151 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from iclrec_tf.model.tasks import (
+    InstanceContrastTask,
+    IntentContrastTask,
+    NextItemTask,
+    StepOutputs,
+    contrastive_loss,
+    tasks_for,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _numpy_nce(a, b, temperature=1.0, intents=None):
+    """Row by row, as REFERENCE.md states the instance contrast."""
+    n = len(a)
+    rows, labels = [], []
+    for i in range(n):  # anchors from A: candidates B then A
+        row = [a[i] @ b[j] / temperature for j in range(n)] + \
+              [a[i] @ a[j] / temperature for j in range(n)]
+        for j in range(n):
+            if j == i or (intents is not None and intents[i] == intents[j]):
+                row[n + j] = -np.inf
+            if intents is not None and j != i and intents[i] == intents[j]:
+                row[j] = -np.inf
+        rows.append(row)
+        labels.append(i)
+    for i in range(n):  # anchors from B: candidates B then A
+        row = [b[i] @ b[j] / temperature for j in range(n)] + \
+              [b[i] @ a[j] / temperature for j in range(n)]
+        for j in range(n):
+            if j == i or (intents is not None and intents[i] == intents[j]):
+                row[j] = -np.inf
+            if intents is not None and j != i and intents[i] == intents[j]:
+                row[n + j] = -np.inf
+        rows.append(row)
+        labels.append(n + i)
+    losses = []
+    for row, label in zip(rows, labels, strict=True):
+        row = np.asarray(row)
+        top = row[np.isfinite(row)].max()
+        losses.append(-(row[label] - top - np.log(np.exp(row - top).sum())))
+    return float(np.mean(losses))
+
+
+def test_contrastive_loss_worked_by_hand():
+    identity = tf.eye(2)
+    # row 0: logits [1, 0 | -inf, 0], label 0 -> log(e + 2) - 1; all four rows alike
+    assert float(contrastive_loss(identity, identity)) == pytest.approx(math.log(math.e + 2) - 1)
+    # FNM with one shared intent: every candidate but the positive is removed -> 0
+    assert float(contrastive_loss(identity, identity, intent_ids=tf.constant([3, 3]))) == \
+        pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("intents", [None, [0, 1, 0, 2, 1, 0]])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_contrastive_loss_matches_numpy(intents, temperature):
+    a, b = RNG.standard_normal((6, 5)), RNG.standard_normal((6, 5))
+    ours = contrastive_loss(tf.constant(a, tf.float32), tf.constant(b, tf.float32), temperature,
+                            None if intents is None else tf.constant(intents))
+    assert float(ours) == pytest.approx(_numpy_nce(a, b, temperature, intents), rel=1e-5)
+
+
+def _outputs(batch=4, length=5, hidden=3, item_size=9, ready=True, intent_ids=(0, 1, 0, 2)):
+    sequence = RNG.standard_normal((batch, length, hidden)).astype(np.float32)
+    views = tuple(RNG.standard_normal((batch, length, hidden)).astype(np.float32)
+                  for _ in range(2))
+    table = RNG.standard_normal((item_size, hidden)).astype(np.float32)
+    target_pos = RNG.integers(1, item_size, (batch, length)).astype(np.int32)
+    target_pos[:, :2] = 0
+    target_pos[0, :4] = 0
+    target_neg = np.where(target_pos > 0, RNG.integers(1, item_size, (batch, length)), 0)
+    prototypes = RNG.standard_normal((batch, hidden)).astype(np.float32)
+    return StepOutputs(
+        batch={"target_pos": tf.constant(target_pos), "target_neg": tf.constant(target_neg)},
+        sequence_output=tf.constant(sequence), item_embeddings=tf.constant(table),
+        view_outputs=tuple(tf.constant(v) for v in views),
+        intent_ids=tf.constant(intent_ids, tf.int32), prototypes=tf.constant(prototypes),
+        intents_ready=tf.constant(ready))
+
+
+def test_next_item_loss_matches_the_reference_formula():
+    outputs = _outputs()
+    h = outputs.sequence_output.numpy()
+    table = outputs.item_embeddings.numpy()
+    pos, neg = outputs.batch["target_pos"].numpy(), outputs.batch["target_neg"].numpy()
+
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    pos_logits = (h * table[pos]).sum(-1)
+    neg_logits = (h * table[neg]).sum(-1)
+    is_target = pos > 0
+    per_position = -np.log(sigmoid(pos_logits) + 1e-24) - np.log(1 - sigmoid(neg_logits) + 1e-24)
+    expected = (per_position * is_target).sum() / is_target.sum()
+    assert float(NextItemTask()(outputs)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("fnm", [False, True])
+def test_instance_contrast_flattens_the_views(fnm):
+    outputs = _outputs()
+    a, b = (v.numpy().reshape(4, -1) for v in outputs.view_outputs)
+    expected = _numpy_nce(a, b, intents=[0, 1, 0, 2] if fnm else None)
+    assert float(InstanceContrastTask(fnm=fnm)(outputs)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("fnm", [False, True])
+def test_intent_contrast_averages_both_views_against_prototypes(fnm):
+    outputs = _outputs()
+    prototypes = outputs.prototypes.numpy()
+    intents = [0, 1, 0, 2] if fnm else None
+    expected = np.mean([_numpy_nce(v.numpy().mean(axis=1), prototypes, intents=intents)
+                        for v in outputs.view_outputs])
+    assert float(IntentContrastTask(fnm=fnm)(outputs)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_intent_tasks_wait_for_the_first_estep():
+    outputs = _outputs(ready=False)
+    assert float(IntentContrastTask()(outputs)) == 0.0
+    # FNM before any E-step masks nothing beyond the usual diagonal
+    a, b = (v.numpy().reshape(4, -1) for v in outputs.view_outputs)
+    assert float(InstanceContrastTask(fnm=True)(outputs)) == pytest.approx(_numpy_nce(a, b),
+                                                                          rel=1e-5)
+
+
+@pytest.mark.parametrize("contrast_type,names", [
+    ("hybrid", ["rec_loss", "seqcl_loss", "icl_loss"]),
+    ("intent", ["rec_loss", "icl_loss"]),
+    ("instance", ["rec_loss", "seqcl_loss"]),
+    ("none", ["rec_loss"]),
+])
+def test_variants_are_task_lists(contrast_type, names):
+    tasks = tasks_for(contrast_type, seqcl_weight=0.3, icl_weight=0.7)
+    assert [t.name for t in tasks] == names
+    assert [t.weight for t in tasks] == [{"rec_loss": 1.0, "seqcl_loss": 0.3,
+                                          "icl_loss": 0.7}[n] for n in names]
+
+
+def test_task_config_round_trip():
+    for task in (NextItemTask(weight=2.0), InstanceContrastTask(0.2, 0.5, fnm=True),
+                 IntentContrastTask(0.4, 2.0, fnm=True)):
+        clone = keras.layers.deserialize(keras.layers.serialize(task))
+        assert type(clone) is type(task)
+        assert clone.get_config() == task.get_config()
+        assert clone.needs_intents == task.needs_intents
