@@ -1,4 +1,4 @@
-"""One training configuration and the released per-dataset presets."""
+"""One training configuration, and its presets: the paper's per dataset, and ICLRec+."""
 
 import dataclasses
 import json
@@ -9,6 +9,11 @@ from iclrec_tf.errors import ConfigError
 CONTRAST_TYPES = ("hybrid", "intent", "instance", "none")
 AUGMENTATIONS = ("random", "crop", "mask", "reorder")
 PROTOCOLS = ("reference", "exclude")
+NEXT_ITEM_LOSSES = ("bce", "softmax", "sampled")
+POOLINGS = ("mean", "masked_mean")
+SEQCL_REPRESENTATIONS = ("flatten", "masked_mean", "last")
+VIEW_ENCODINGS = ("shared", "separate")
+KMEANS = ("minibatch", "full")
 
 # Encoder depth of the reference's released scripts; everything else is shared.
 DATASET_PRESETS = {
@@ -17,6 +22,14 @@ DATASET_PRESETS = {
     "sports": {"num_blocks": 2},
     "yelp": {"num_blocks": 2},
 }
+# ICLRec+: what the ablation in docs/BENCHMARKS.md chose, on top of the paper preset
+# (README, "ICLRec+"), for every dataset and for a dataset file of one's own.
+PLUS_PRESET = {
+    "next_item_loss": "softmax", "length_buckets": True, "pooling": "masked_mean",
+    "seqcl_representation": "masked_mean", "normalize_views": True, "temperature": 0.2,
+    "patience": 10,
+}
+PRESETS = ("paper", "plus")
 
 
 @dataclasses.dataclass
@@ -52,19 +65,37 @@ class TrainConfig:
     reorder_ratio: float = 0.2
     eval_batch_size: int = 1024
     validation_protocol: str = "reference"
+    preset: str = "paper"
+    next_item_loss: str = "bce"
+    num_negatives: int = 256
+    pooling: str = "mean"
+    seqcl_representation: str = "flatten"
+    normalize_views: bool = False
+    length_buckets: bool = False
+    view_encodings: str = "shared"
+    kmeans: str = "minibatch"
 
     @classmethod
-    def for_dataset(cls, dataset, **overrides):
-        """The released preset of `dataset` (if it has one), then `overrides`."""
+    def for_dataset(cls, dataset, preset="paper", **overrides):
+        """The `preset` of `dataset` (the paper's encoder depth if it has one), then
+        `overrides`.
+
+        Raises:
+          ConfigError: for an unknown `preset`.
+        """
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         settings = dict(DATASET_PRESETS.get(dataset, {}))
+        if preset == "plus":
+            settings.update(PLUS_PRESET)
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(dataset=dataset, **settings)
+        return cls(dataset=dataset, preset=preset, **settings)
 
     def validate(self):
         """Raises `ConfigError` naming the flag of the first bad setting."""
         positive_ints = (
             "epochs", "batch_size", "max_seq_length", "hidden_size", "num_blocks",
-            "num_heads", "num_intent_clusters", "eval_batch_size",
+            "num_heads", "num_intent_clusters", "eval_batch_size", "num_negatives",
         )
         for name in positive_ints:
             value = getattr(self, name)
@@ -94,13 +125,33 @@ class TrainConfig:
             )
         for name, allowed in (("contrast_type", CONTRAST_TYPES),
                               ("augmentation", AUGMENTATIONS),
-                              ("validation_protocol", PROTOCOLS)):
+                              ("validation_protocol", PROTOCOLS),
+                              ("preset", PRESETS),
+                              ("next_item_loss", NEXT_ITEM_LOSSES),
+                              ("pooling", POOLINGS),
+                              ("seqcl_representation", SEQCL_REPRESENTATIONS),
+                              ("view_encodings", VIEW_ENCODINGS),
+                              ("kmeans", KMEANS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{_flag(name)} must be one of {', '.join(allowed)}, "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.length_buckets:
+            # Cut to its longest sequence, a batch changes what these read of padding.
+            if self.uses_intents and self.pooling == "mean":
+                raise ConfigError("--length-buckets needs a representation that ignores "
+                                  "padding: --pooling mean reads it; use --pooling masked_mean")
+            if self.uses_instance_contrast and self.seqcl_representation == "flatten":
+                raise ConfigError("--length-buckets needs a representation that ignores "
+                                  "padding: --seqcl-representation flatten reads it; use "
+                                  "masked_mean or last")
         return self
+
+    @property
+    def uses_instance_contrast(self):
+        """Whether the run has SeqCL, the contrast between two views of a sequence."""
+        return self.contrast_type in ("hybrid", "instance")
 
     @property
     def uses_intents(self):

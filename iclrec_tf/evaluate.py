@@ -29,6 +29,9 @@ def build_parser():
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="reference")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--length-buckets", action="store_true",
+                        help="users in length order, each batch cut to its longest input: "
+                        "the same metrics, faster")
     return parser
 
 
@@ -71,8 +74,9 @@ def main(argv=None):
 
     start = time.perf_counter()
     pipelines = SequencePipelines(data, config.max_seq_length)
-    metrics = RankingEvaluator(model, pipelines.evaluation(args.split, args.batch_size),
-                               args.protocol, data.mask_id)()
+    metrics = RankingEvaluator(
+        model, pipelines.evaluation(args.split, args.batch_size, args.length_buckets),
+        args.protocol, data.mask_id)()
     print(f"Evaluated {args.split} ({args.protocol} protocol): "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     print(json.dumps(metrics))

@@ -37,6 +37,13 @@ def test_a_file_dataset_gets_the_defaults():
     ("augmentation", "insert", "--augmentation"),
     ("hidden_size", 63, "--hidden-size"),
     ("patience", -1, "--patience"),
+    ("next_item_loss", "hinge", "--next-item-loss"),
+    ("num_negatives", 0, "--num-negatives"),
+    ("pooling", "max", "--pooling"),
+    ("seqcl_representation", "first", "--seqcl-representation"),
+    ("preset", "best", "--preset"),
+    ("view_encodings", "twice", "--view-encodings"),
+    ("kmeans", "faiss", "--kmeans"),
 ])
 def test_validate_names_the_flag(field, value, flag):
     config = dataclasses.replace(TrainConfig(), **{field: value})
@@ -56,3 +63,34 @@ def test_json_round_trip_with_non_defaults():
     config = TrainConfig(dataset="beauty", num_blocks=4, fnm=True, lr=0.005,
                          contrast_type="intent")
     assert TrainConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("settings,named", [
+    ({"pooling": "mean"}, "--pooling mean"),
+    ({"pooling": "masked_mean", "seqcl_representation": "flatten"},
+     "--seqcl-representation flatten"),
+    ({"contrast_type": "instance", "fnm": True, "seqcl_representation": "last"},
+     "--pooling mean"),  # FNM's intents read the pooling too
+])
+def test_length_buckets_refuse_a_representation_that_reads_padding(settings, named):
+    config = dataclasses.replace(TrainConfig(length_buckets=True), **settings)
+    with pytest.raises(ConfigError) as error:
+        config.validate()
+    message = str(error.value)
+    assert message.startswith("--length-buckets") and named in message and "\n" not in message
+
+
+def test_length_buckets_take_padding_free_representations_or_none():
+    TrainConfig(length_buckets=True, pooling="masked_mean",
+                seqcl_representation="last").validate()
+    TrainConfig(length_buckets=True, contrast_type="none").validate()  # nothing pooled
+
+
+def test_the_plus_preset_keeps_the_datasets_depth_and_yields_to_flags():
+    plus = TrainConfig.for_dataset("beauty", preset="plus")
+    assert (plus.preset, plus.num_blocks, plus.next_item_loss) == ("plus", 1, "softmax")
+    assert plus.validate() is plus
+    assert TrainConfig.for_dataset("beauty", preset="plus", lr=0.01).lr == 0.01
+    assert TrainConfig.for_dataset("toys") == TrainConfig(num_blocks=3)  # the paper's
+    with pytest.raises(ConfigError, match="--preset must be one of paper, plus"):
+        TrainConfig.for_dataset("toys", preset="fast")

@@ -24,7 +24,7 @@ from conftest import reference_dir
 from iclrec_tf import cli, export
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.pipeline import SequencePipelines
-from iclrec_tf.model.iclrec import build_model, sequence_representation
+from iclrec_tf.model.iclrec import build_model
 from iclrec_tf.model.reference import load_reference_weights
 from iclrec_tf.serve import module as serving
 from iclrec_tf.serve import saved_model
@@ -311,7 +311,8 @@ def test_intents_are_the_ones_training_assigns(served, model, pipelines, config)
 
     windows = next(iter(pipelines.evaluation("test", 512)))["input_ids"]
     outputs = call(served, "intent", windows)
-    expected = model.assign_intents(sequence_representation(model(windows, training=False)))
+    expected = model.assign_intents(
+        model.intent_representation(model(windows, training=False), windows))
     np.testing.assert_array_equal(outputs["intent_id"], expected)
     np.testing.assert_array_equal(outputs["probabilities"].argmax(axis=1), outputs["intent_id"])
     np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, rtol=1e-5)

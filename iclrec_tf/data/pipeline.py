@@ -5,6 +5,12 @@ dataset yields shuffled user indices, and one vectorized map gathers their
 sequences, samples negatives and draws two augmented views. Training batches
 depend on (seed, epoch) only, so an interrupted run resumes into the same
 batches.
+
+With `length_buckets`, users are ordered by length and every batch is cut to
+its own longest sequence: on these datasets nine positions in ten of a
+50-wide batch are padding. Training batches are then users of similar length,
+their contents and order drawn anew every epoch from (seed, epoch); E-step and
+evaluation batches go in length order, which their results do not depend on.
 """
 
 import numpy as np
@@ -70,6 +76,12 @@ class SequencePipelines:
         # input items[:-3], target items[1:-2]: position p's target follows its input
         self._train_inputs = last_window(data.items, starts, ends - 3, max_len)
         self._train_targets = last_window(data.items, starts + 1, ends - 2, max_len)
+        self._train_widths = self.widths(drop_last=3)
+
+    def widths(self, drop_last):
+        """[num_users] positions each user's input fills: its length less `drop_last`,
+        at most `max_len` (at least 1: every user has 4 items or more)."""
+        return np.minimum(self.data.lengths - drop_last, self.max_len).astype(np.int32)
 
     @property
     def num_users(self):
@@ -79,11 +91,17 @@ class SequencePipelines:
         """[num_users, max_len] each user's left-padded train input."""
         return self._train_inputs
 
+    def target_counts(self):
+        """[item_size] how often each id is a next-item target in the training batches."""
+        targets = self._train_targets
+        return np.bincount(targets[targets > 0], minlength=self.data.item_size)
+
     def steps_per_epoch(self, batch_size):
         """Training batches per epoch: every user once, the last batch smaller."""
         return -(-self.num_users // batch_size)
 
-    def train(self, batch_size, seed, augmentation, ratios, first_epoch=0):
+    def train(self, batch_size, seed, augmentation, ratios, first_epoch=0,
+              length_buckets=False, negatives=True, num_sampled=0):
         """The training pipeline: epoch after epoch, reshuffled and re-augmented.
 
         Epoch e's batches (order, negatives, views) are a function of `seed` and
@@ -98,11 +116,17 @@ class SequencePipelines:
           augmentation: `random`, `crop`, `mask` or `reorder`.
           ratios: dict with the `crop`, `mask` and `reorder` ratios.
           first_epoch: the epoch (0-based) the dataset starts at.
+          length_buckets: batches of users of similar length, each as wide as
+            its longest sequence (see the module docstring).
+          negatives: draw `target_neg`, the one negative per position of the
+            BCE loss.
+          num_sampled: draw this many item ids uniformly per batch,
+            `sampled_items` [num_sampled], the sampled softmax's negatives.
 
         Returns:
-          A dataset of dicts, each [batch, max_len] int32: `input_ids`,
-          `target_pos`, `target_neg` (0 where the target is padding), `view_1`
-          and `view_2`.
+          A dataset of dicts, each [batch, max_len] int32 ([batch, width] with
+          `length_buckets`): `input_ids`, `target_pos`, `target_neg` (0 where
+          the target is padding), `view_1` and `view_2`; and `sampled_items`.
         """
         data = self.data
         full = tf.RaggedTensor.from_row_splits(
@@ -112,13 +136,23 @@ class SequencePipelines:
             tf.constant(train_values, tf.int32), tf.constant(train_splits))
         inputs = tf.constant(self._train_inputs)
         targets = tf.constant(self._train_targets)
+        widths = tf.constant(self._train_widths)
         item_size, max_len, num_users = data.item_size, self.max_len, data.num_users
 
         def epoch_batches(epoch):
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(
                 tf.range(num_users, dtype=tf.int64), seed=epoch_seed)
-            users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            if length_buckets:
+                # By length, ties in the epoch's random order; then the batches shuffled.
+                order = tf.gather(order, tf.argsort(tf.gather(widths, order), stable=True))
+                starts = tf.random.experimental.stateless_shuffle(
+                    tf.range(0, num_users, batch_size, dtype=tf.int64),
+                    seed=tf.random.experimental.stateless_fold_in(epoch_seed, -1))
+                users = tf.data.Dataset.from_tensor_slices(starts).map(
+                    lambda start: order[start:start + batch_size])
+            else:
+                users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
             return users.enumerate().map(lambda index, batch_users: (
                 batch_users, tf.random.experimental.stateless_fold_in(epoch_seed, index)))
 
@@ -126,36 +160,73 @@ class SequencePipelines:
             negative_seed, view_seed_1, view_seed_2 = tf.unstack(
                 tf.random.experimental.stateless_split(batch_seed, 3))
             target_pos = tf.gather(targets, users)
-            negatives = sample_negatives(
-                tf.gather(full, users).to_tensor(), tf.shape(target_pos), item_size,
-                negative_seed)
             sequences = tf.gather(train_full, users)
             lengths = tf.cast(sequences.row_lengths(), tf.int32)
             sequences = sequences.to_tensor()
-            return {
+            batch = {
                 "input_ids": tf.gather(inputs, users),
                 "target_pos": target_pos,
-                "target_neg": tf.where(target_pos > 0, negatives, 0),
                 "view_1": augment.augmented_view(sequences, lengths, max_len, augmentation,
                                                  ratios, view_seed_1),
                 "view_2": augment.augmented_view(sequences, lengths, max_len, augmentation,
                                                  ratios, view_seed_2),
             }
+            if negatives:
+                drawn = sample_negatives(tf.gather(full, users).to_tensor(),
+                                         tf.shape(target_pos), item_size, negative_seed)
+                batch["target_neg"] = tf.where(target_pos > 0, drawn, 0)
+            if length_buckets:
+                # Views are no longer than their input: the columns cut are padding in all.
+                width = tf.reduce_max(tf.gather(widths, users))
+                batch = {name: ids[:, max_len - width:] for name, ids in batch.items()}
+            if num_sampled:
+                uniform = tf.random.stateless_uniform(
+                    [num_sampled], tf.random.experimental.stateless_fold_in(batch_seed, 3),
+                    dtype=tf.float64)
+                # Ids 1 .. item_size - 2: neither padding nor the mask id.
+                batch["sampled_items"] = 1 + tf.cast(tf.floor(uniform * (item_size - 2)),
+                                                     tf.int32)
+            return batch
 
         return (tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
                 .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .prefetch(tf.data.AUTOTUNE))
 
-    def estep(self, batch_size):
-        """All users' train inputs in file order, no augmentation: [batch, max_len]."""
-        return tf.data.Dataset.from_tensor_slices(self._train_inputs).batch(batch_size)
+    def estep(self, batch_size, length_buckets=False):
+        """All users' train inputs, no augmentation: [batch, max_len].
 
-    def evaluation(self, split, batch_size):
+        In file order; with `length_buckets`, in length order, each batch
+        [batch, width] as wide as its longest input.
+        """
+        if not length_buckets:
+            return tf.data.Dataset.from_tensor_slices(self._train_inputs).batch(batch_size)
+        return self._length_bucketed({"input_ids": self._train_inputs}, self._train_widths,
+                                     batch_size).map(lambda batch: batch["input_ids"])
+
+    def _length_bucketed(self, columns, widths, batch_size):
+        """Batches of `columns` in order of `widths`, `input_ids` cut to the batch's widest."""
+        order = np.argsort(widths, kind="stable")
+        columns = {name: (values[order] if isinstance(values, np.ndarray)
+                          else tf.gather(values, order))
+                   for name, values in columns.items()}
+        max_len = self.max_len
+
+        def trim(batch):
+            width = tf.reduce_max(batch.pop("width"))
+            return {**batch, "input_ids": batch["input_ids"][:, max_len - width:]}
+
+        return (tf.data.Dataset.from_tensor_slices({**columns, "width": widths[order]})
+                .batch(batch_size).map(trim))
+
+    def evaluation(self, split, batch_size, length_buckets=False):
         """Inputs, answers and histories for full-ranking evaluation.
 
         Args:
           split: `valid` (input `items[:-2]`) or `test` (input `items[:-1]`).
           batch_size: users per batch.
+          length_buckets: users in length order, `input_ids` [batch, width] as
+            wide as the batch's longest input. Exact: the last position's
+            scores do not depend on left padding.
 
         Returns:
           A dataset of dicts: `input_ids` [batch, max_len], `answer` [batch], and
@@ -167,8 +238,10 @@ class SequencePipelines:
                              self.max_len)
         values, splits = data.prefixes(drop_last=drop)
         history = tf.RaggedTensor.from_row_splits(values.astype(np.int32), splits)
-        return tf.data.Dataset.from_tensor_slices({
-            "input_ids": inputs,
-            "answer": data.answers(split).astype(np.int32),
-            "history": history,
-        }).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        columns = {"input_ids": inputs, "answer": data.answers(split).astype(np.int32),
+                   "history": history}
+        if length_buckets:
+            dataset = self._length_bucketed(columns, self.widths(drop), batch_size)
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
+        return dataset.prefetch(tf.data.AUTOTUNE)

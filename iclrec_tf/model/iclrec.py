@@ -1,40 +1,41 @@
 """The ICLRec Keras model: one `train_step` that adds up its tasks' losses."""
 
+import dataclasses
+
 import tensorflow as tf
 import tf_keras as keras
 
+from iclrec_tf.config import VIEW_ENCODINGS
 from iclrec_tf.model.encoder import EncoderConfig, SequenceEncoder
+from iclrec_tf.model.pooling import pool
 from iclrec_tf.model.replicas import global_sum
-from iclrec_tf.model.tasks import StepOutputs, tasks_for
+from iclrec_tf.model.tasks import SampledNextItemTask, StepOutputs, tasks_for
 
 # Dropout then draws from `tf.random.Generator`s, whose states are variables
 # that checkpoints carry: a resumed run continues the same random stream.
 keras.backend.experimental.enable_tf_random_generator()
 
 
-def sequence_representation(hidden):
-    """[batch, len, hidden] -> [batch, hidden]: the mean over all positions.
-
-    This is what intents are computed from, in the E-step, in training and in
-    serving; padded positions are included, as in the reference.
-    """
-    return tf.reduce_mean(hidden, axis=1)
-
 
 @keras.utils.register_keras_serializable("iclrec_tf")
 class ICLRecModel(keras.Model):
     """ICLRec: a sequence encoder trained by a list of loss tasks.
 
-    The total loss is `sum(task.weight * task(outputs))`. The original input and
-    the two augmented views are encoded in one forward pass per step, and that
-    result is shared by every task (the reference encodes the views once per
-    contrastive loss; sharing is an efficiency difference, not a different
-    objective).
+    The total loss is `sum(task.weight * task(outputs))`. With `shared` view
+    encodings, the original input and the two augmented views are encoded in
+    one forward pass per step, and that result is shared by every task; with
+    `separate` (the reference's way), each contrastive task encodes the two
+    views again, with its own dropout. Sharing is an efficiency difference,
+    not a different objective.
 
     Args:
       encoder: a `SequenceEncoder`.
-      tasks: list of `Task`s, e.g. `tasks_for("hybrid")`.
+      tasks: list of `Task`s, e.g. `tasks_for(config, item_size)`.
       num_intent_clusters: K, rows of the centroid variable.
+      pooling: how a sequence's intent representation pools the encoder's
+        output (`iclrec_tf.model.pooling`): `mean` (the reference's) or
+        `masked_mean`; in the E-step, in training and in serving.
+      view_encodings: `shared` or `separate`.
 
     Call arguments:
       item_ids: [batch, len] left-padded item ids.
@@ -44,11 +45,17 @@ class ICLRecModel(keras.Model):
       [batch, len, hidden] hidden states.
     """
 
-    def __init__(self, encoder, tasks, num_intent_clusters=256, **kwargs):
+    def __init__(self, encoder, tasks, num_intent_clusters=256, pooling="mean",
+                 view_encodings="shared", **kwargs):
         super().__init__(**kwargs)
+        if view_encodings not in VIEW_ENCODINGS:
+            raise ValueError(f"view_encodings must be one of {', '.join(VIEW_ENCODINGS)}, "
+                             f"got {view_encodings!r}")
         self.encoder = encoder
         self.tasks = list(tasks)
         self.num_intent_clusters = num_intent_clusters
+        self.pooling = pooling
+        self.view_encodings = view_encodings
         self._needs_views = any(task.needs_views for task in self.tasks)
         self._needs_intents = any(task.needs_intents for task in self.tasks)
         self.intent_centroids = self.add_weight(
@@ -103,8 +110,9 @@ class ICLRecModel(keras.Model):
           batch: the training pipeline's dict.
           training: whether dropout is active.
         """
+        shared_views = self._needs_views and self.view_encodings == "shared"
         inputs = [batch["input_ids"]]
-        if self._needs_views:
+        if shared_views:
             inputs += [batch["view_1"], batch["view_2"]]
         hidden = self.encoder(tf.concat(inputs, axis=0), training=training)
         sequence_output, *view_outputs = tf.split(hidden, len(inputs), axis=0)
@@ -114,10 +122,24 @@ class ICLRecModel(keras.Model):
                               intents_ready=self.intents_ready.read_value())
         if self._needs_intents:
             # The intent is a label, not a path for gradients.
-            representation = tf.stop_gradient(sequence_representation(sequence_output))
+            representation = tf.stop_gradient(
+                self.intent_representation(sequence_output, batch["input_ids"]))
             outputs.intent_ids = self.assign_intents(representation)
             outputs.prototypes = self.prototypes(outputs.intent_ids)
-        return {task.name: task(outputs) for task in self.tasks}
+        return {task.name: task(outputs if shared_views or not task.needs_views else
+                                dataclasses.replace(outputs, view_outputs=self._encode_views(
+                                    batch, training)))
+                for task in self.tasks}
+
+    def _encode_views(self, batch, training):
+        """The two views encoded once more, with fresh dropout: [batch, len, hidden] x 2."""
+        hidden = self.encoder(tf.concat([batch["view_1"], batch["view_2"]], axis=0),
+                              training=training)
+        return tuple(tf.split(hidden, 2, axis=0))
+
+    def intent_representation(self, hidden, item_ids):
+        """[batch, hidden] what intents are computed from: `hidden` pooled by `pooling`."""
+        return pool(hidden, item_ids, self.pooling)
 
     def train_step(self, data):
         # Under a strategy, each replica's losses are its share of the global
@@ -143,6 +165,8 @@ class ICLRecModel(keras.Model):
             "encoder": keras.layers.serialize(self.encoder),
             "tasks": [keras.layers.serialize(task) for task in self.tasks],
             "num_intent_clusters": self.num_intent_clusters,
+            "pooling": self.pooling,
+            "view_encodings": self.view_encodings,
         }
 
     @classmethod
@@ -152,14 +176,25 @@ class ICLRecModel(keras.Model):
         return cls(encoder, tasks, **config)
 
 
-def build_model(config, item_size):
-    """An `ICLRecModel` for a `TrainConfig`, its variables created."""
+def build_model(config, item_size, target_counts=None):
+    """An `ICLRecModel` for a `TrainConfig`, its variables created.
+
+    Args:
+      config: the `TrainConfig`.
+      item_size: the vocabulary size.
+      target_counts: [item_size] how often each id is a training target, for
+        the sampled softmax's logQ correction; None where the model is only
+        evaluated or exported (the checkpoint holds them).
+    """
     encoder = SequenceEncoder(EncoderConfig.from_train_config(config, item_size),
                               name="encoder")
-    model = ICLRecModel(
-        encoder,
-        tasks_for(config.contrast_type, config.seqcl_weight, config.icl_weight,
-                  config.temperature, config.fnm),
-        num_intent_clusters=config.num_intent_clusters, name="iclrec")
+    model = ICLRecModel(encoder, tasks_for(config, item_size),
+                        num_intent_clusters=config.num_intent_clusters,
+                        pooling=config.pooling, view_encodings=config.view_encodings,
+                        name="iclrec")
     model(tf.zeros((1, config.max_seq_length), tf.int32))
+    if target_counts is not None:
+        for task in model.tasks:
+            if isinstance(task, SampledNextItemTask):
+                task.set_target_frequencies(target_counts)
     return model

@@ -28,7 +28,6 @@ import tensorflow as tf
 
 from iclrec_tf.config import check_top_k
 from iclrec_tf.errors import ConfigError
-from iclrec_tf.model.iclrec import sequence_representation
 from iclrec_tf.serve.topk import pruned_top_k
 
 ITEM_IDS = tf.TensorSpec([None, None], tf.int64, name="item_ids")
@@ -162,7 +161,7 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
         @tf.function(input_signature=[ITEM_IDS])
         def intent(item_ids):
             window, _ = recent_window(_checked(item_ids, item_size), max_len)
-            representation = sequence_representation(model(window, training=False))
+            representation = model.intent_representation(model(window, training=False), window)
             distances = model.intent_distances(representation)
             return {"intent_id": tf.cast(model.assign_intents(representation), tf.int64),
                     "probabilities": tf.nn.softmax(-distances, axis=1)}

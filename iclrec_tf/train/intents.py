@@ -1,8 +1,10 @@
-"""The intent E-step: encode every train input, cluster with MiniBatchKMeans.
+"""The intent E-step: encode every train input, cluster with k-means.
 
 Before each epoch (from the warm-up epoch on), `IntentClustering` encodes all
-users' un-augmented train inputs in inference mode, mean-pools them, fits K
-centroids and hands them to the model through `model.set_centroids`.
+users' un-augmented train inputs in inference mode, pools them as the model
+does (`ICLRecModel.intent_representation`), fits K centroids (scikit-learn's
+`MiniBatchKMeans`, or `KMeans` with restarts, the closest to the reference's
+faiss) and hands them to the model through `model.set_centroids`.
 
 Under a multi-replica strategy each replica encodes its shard of the users,
 the encodings are gathered, the chief alone fits k-means, and its centroids
@@ -16,20 +18,19 @@ import time
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
-
-from iclrec_tf.model.iclrec import sequence_representation
 
 
 def representation_encoder(model):
-    """A traced function: item ids [batch, len] -> mean-pooled encodings [batch, hidden]."""
-    return tf.function(lambda ids: sequence_representation(model(ids, training=False)),
-                       reduce_retracing=True)
+    """A traced function: item ids [batch, len] -> pooled encodings [batch, hidden]."""
+    return tf.function(
+        lambda ids: model.intent_representation(model(ids, training=False), ids),
+        reduce_retracing=True)
 
 
 def encode_representations(model, dataset, encoder=None, strategy=None):
-    """[num_sequences, hidden] inference-mode mean-pooled encodings of `dataset`.
+    """[num_sequences, hidden] inference-mode pooled encodings of `dataset`.
 
     Args:
       model: the `ICLRecModel`.
@@ -65,8 +66,16 @@ class ClusteringResult:
         return int(np.count_nonzero(self.cluster_sizes))
 
 
-def fit_intents(representations, num_clusters, seed):
+def fit_intents(representations, num_clusters, seed, method="minibatch"):
     """Clusters `representations` [N, hidden] into `num_clusters` intents.
+
+    Args:
+      representations: [N, hidden] float32.
+      num_clusters: K.
+      seed: seeds the initialisation (and the mini-batches).
+      method: `minibatch` (`MiniBatchKMeans`, batches of 4,096) or `full`
+        (`KMeans`, 5 restarts of at most 20 iterations: the reference's faiss
+        settings).
 
     Raises:
       ValueError: when there are fewer sequences than clusters.
@@ -76,8 +85,11 @@ def fit_intents(representations, num_clusters, seed):
             f"--num-intent-clusters ({num_clusters}) exceeds the number of "
             f"sequences ({len(representations)})"
         )
-    kmeans = MiniBatchKMeans(n_clusters=num_clusters, random_state=seed, n_init=1,
-                             batch_size=4096, max_iter=100)
+    if method == "full":
+        kmeans = KMeans(n_clusters=num_clusters, random_state=seed, n_init=5, max_iter=20)
+    else:
+        kmeans = MiniBatchKMeans(n_clusters=num_clusters, random_state=seed, n_init=1,
+                                 batch_size=4096, max_iter=100)
     labels = kmeans.fit_predict(representations)
     return ClusteringResult(kmeans.cluster_centers_.astype(np.float32), labels,
                             float(kmeans.inertia_))
@@ -89,19 +101,21 @@ class IntentClustering(keras.callbacks.Callback):
     Args:
       dataset: the E-step pipeline (`SequencePipelines.estep`).
       num_clusters: K.
-      seed: seeds MiniBatchKMeans.
+      seed: seeds k-means.
       warm_up_epochs: epochs to train before the first E-step.
       verbose: 1 prints one line per E-step.
       strategy: the training's `tf.distribute.Strategy`, or None.
       is_chief: whether this worker fits k-means (the others receive its centroids).
+      method: `minibatch` or `full`, as `fit_intents`.
 
     Attributes:
       results: the `ClusteringResult` of every E-step of the current `fit`.
     """
 
     def __init__(self, dataset, num_clusters, seed=1, warm_up_epochs=0, verbose=1,
-                 strategy=None, is_chief=True):
+                 strategy=None, is_chief=True, method="minibatch"):
         super().__init__()
+        self.method = method
         self.strategy = strategy
         self.is_chief = is_chief
         self.dataset = dataset
@@ -125,7 +139,7 @@ class IntentClustering(keras.callbacks.Callback):
         if self._is_multi_worker():
             result = self._fit_on_chief_and_broadcast(representations)
         else:
-            result = fit_intents(representations, self.num_clusters, self.seed)
+            result = fit_intents(representations, self.num_clusters, self.seed, self.method)
         self.model.set_centroids(result.centroids)
         result.seconds = time.perf_counter() - start
         self.results.append(result)
@@ -139,7 +153,7 @@ class IntentClustering(keras.callbacks.Callback):
 
     def _fit_on_chief_and_broadcast(self, representations):
         shape = (self.num_clusters, representations.shape[1])
-        result = (fit_intents(representations, self.num_clusters, self.seed)
+        result = (fit_intents(representations, self.num_clusters, self.seed, self.method)
                   if self.is_chief else None)
         chief_centroids = result.centroids if self.is_chief else np.zeros(shape, np.float32)
         # Replica 0 is the chief's; the others add zeros.

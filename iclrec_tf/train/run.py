@@ -18,6 +18,7 @@ from iclrec_tf.cli import phase
 from iclrec_tf.data.pipeline import SequencePipelines
 from iclrec_tf.errors import ConfigError
 from iclrec_tf.model.iclrec import build_model
+from iclrec_tf.model.softmax import DEFAULT_MAX_LOGITS
 from iclrec_tf.serve.saved_model import export_saved_model
 from iclrec_tf.train.distribute import worker_role
 from iclrec_tf.train.intents import IntentClustering
@@ -136,7 +137,7 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
     keras.utils.set_random_seed(config.seed)
     pipelines = SequencePipelines(data, config.max_seq_length)
     with strategy.scope():
-        model = build_model(config, data.item_size)
+        model = build_model(config, data.item_size, pipelines.target_counts())
         model.compile(optimizer=reference_adam(config.lr))
         model.optimizer.build(model.trainable_variables)  # its slots, for checkpoints
     early_stopping_state = EarlyStoppingState(model)
@@ -145,16 +146,21 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
                      f"{len(data.items)} interactions")
     first_epoch = 0 if checkpoint_dir is None else state.restore(checkpoint_dir)
 
+    # Full ranking holds [users, items] scores: a large catalogue takes fewer users at once.
+    eval_batch_size = min(config.eval_batch_size, max(1, DEFAULT_MAX_LOGITS // data.item_size))
+
     def evaluator(split, protocol=config.validation_protocol):
-        return RankingEvaluator(model, pipelines.evaluation(split, config.eval_batch_size),
-                                protocol, data.mask_id)
+        return RankingEvaluator(
+            model, pipelines.evaluation(split, eval_batch_size, config.length_buckets),
+            protocol, data.mask_id)
 
     clustering = None
     if config.uses_intents:
         clustering = IntentClustering(
-            pipelines.estep(config.eval_batch_size), config.num_intent_clusters,
-            seed=config.seed, warm_up_epochs=config.warm_up_epochs, strategy=strategy,
-            is_chief=is_chief)
+            pipelines.estep(config.eval_batch_size, config.length_buckets),
+            config.num_intent_clusters, seed=config.seed,
+            warm_up_epochs=config.warm_up_epochs, strategy=strategy, is_chief=is_chief,
+            method=config.kmeans)
     early_stopping = ResumableEarlyStopping(
         early_stopping_state, monitor="val_NDCG@20", mode="max", patience=config.patience,
         restore_best_weights=True, verbose=1)
@@ -164,7 +170,9 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
     train_data = pipelines.train(
         config.batch_size, config.seed, config.augmentation,
         {"crop": config.crop_ratio, "mask": config.mask_ratio,
-         "reorder": config.reorder_ratio}, first_epoch=first_epoch)
+         "reorder": config.reorder_ratio}, first_epoch=first_epoch,
+        length_buckets=config.length_buckets, negatives=config.next_item_loss == "bce",
+        num_sampled=config.num_negatives if config.next_item_loss == "sampled" else 0)
     return Training(model, train_data, pipelines.steps_per_epoch(config.batch_size),
                     first_epoch, clustering, RankingValidation(evaluator("valid")),
                     early_stopping, checkpoint, state, evaluator)

@@ -120,3 +120,75 @@ def test_estep_and_evaluation_inputs(data):
             assert inputs[user].tolist() == ([0] * 8 + sequence[:-drop])[-8:]
             assert answers[user] == sequence[-drop]
             assert history[user] == sequence[:-drop]
+
+
+def _user_of(row):
+    """The user a row of `data` belongs to (its items are 80u + 1 ...)."""
+    return int(row[row > 0][-1] - 1) // 80
+
+
+def test_length_buckets_give_every_user_once_in_batches_as_wide_as_their_longest(data):
+    pipelines = SequencePipelines(data, max_len=40)
+    dataset = pipelines.train(8, seed=1, augmentation="random", ratios=RATIOS,
+                              length_buckets=True)
+    widths = np.minimum(data.lengths - 3, 40)
+    for epoch in range(2):
+        batches = _epoch(dataset, pipelines, 8, epoch)
+        users = [_user_of(row) for batch in batches for row in batch["input_ids"]]
+        assert sorted(users) == list(range(data.num_users))
+        for batch in batches:
+            batch_users = [_user_of(row) for row in batch["input_ids"]]
+            width = widths[batch_users].max()
+            for name in ("input_ids", "target_pos", "target_neg", "view_1", "view_2"):
+                assert batch[name].shape == (len(batch_users), width), name
+            # The longest input fills its row: nothing but padding was cut.
+            assert (batch["input_ids"][:, 0] > 0).any()
+            np.testing.assert_array_equal(
+                batch["input_ids"], pipelines.train_inputs()[batch_users][:, 40 - width:])
+        # Users of a batch have neighbouring lengths: sorted, then cut.
+        spans = [np.ptp(widths[[_user_of(r) for r in b["input_ids"]]]) for b in batches]
+        assert np.mean(spans) < np.ptp(widths) / 2
+
+
+def test_length_buckets_follow_seed_and_epoch(data):
+    pipelines = SequencePipelines(data, max_len=40)
+
+    def order(seed, epoch, first_epoch=0):
+        dataset = pipelines.train(8, seed=seed, augmentation="random", ratios=RATIOS,
+                                  length_buckets=True, first_epoch=first_epoch)
+        return [[_user_of(row) for row in batch["input_ids"]]
+                for batch in _epoch(dataset, pipelines, 8, epoch - first_epoch)]
+
+    assert order(1, 0) == order(1, 0)
+    assert order(1, 1) == order(1, 1, first_epoch=1)  # a resumed run sees the same
+    assert order(1, 1) != order(1, 0)  # contents and order drawn anew every epoch
+    assert order(2, 0) != order(1, 0)
+
+
+def test_sampled_items_are_uniform_item_ids_and_negatives_can_be_left_out(data):
+    pipelines = SequencePipelines(data, max_len=8)
+    batches = _epoch(pipelines.train(16, seed=1, augmentation="random", ratios=RATIOS,
+                                     negatives=False, num_sampled=500), pipelines, 16)
+    assert all("target_neg" not in batch for batch in batches)
+    sampled = np.concatenate([batch["sampled_items"] for batch in batches])
+    assert sampled.shape == (500 * len(batches),)
+    assert sampled.min() >= 1 and sampled.max() <= data.max_item  # not padding, not mask
+    # Uniform over 1..max_item: 2,000 draws of 3,968 ids find 3,968 (1 - e^-0.504) = 1,570.
+    assert 1450 < len(np.unique(sampled)) < 1690
+    assert abs(sampled.mean() / ((1 + data.max_item) / 2) - 1) < 0.05
+
+
+def test_bucketed_estep_and_evaluation_hold_the_same_rows(data):
+    pipelines = SequencePipelines(data, max_len=40)
+    padded = np.concatenate([b.numpy() for b in pipelines.estep(16)])
+    bucketed = [b.numpy() for b in pipelines.estep(16, length_buckets=True)]
+    widths = [b.shape[1] for b in bucketed]
+    assert widths == sorted(widths) and widths[0] < 40
+    rows = {tuple(row[row > 0]) for batch in bucketed for row in batch}
+    assert rows == {tuple(row[row > 0]) for row in padded}
+    for split in ("valid", "test"):
+        plain = list(pipelines.evaluation(split, 16))
+        cut = list(pipelines.evaluation(split, 16, length_buckets=True))
+        assert (sorted(np.concatenate([b["answer"].numpy() for b in cut]).tolist())
+                == sorted(np.concatenate([b["answer"].numpy() for b in plain]).tolist()))
+        assert max(b["input_ids"].shape[1] for b in cut) <= 40

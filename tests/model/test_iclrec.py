@@ -7,7 +7,7 @@ from conftest import synthetic_sequences, write_dataset
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.datasets import load_sequences
 from iclrec_tf.data.pipeline import SequencePipelines
-from iclrec_tf.model.iclrec import ICLRecModel, build_model, sequence_representation
+from iclrec_tf.model.iclrec import ICLRecModel, build_model
 
 RATIOS = {"crop": 0.2, "mask": 0.7, "reorder": 0.2}
 
@@ -88,9 +88,14 @@ def test_assign_intents_picks_the_nearest_centroid_and_prototypes_are_unit():
                                centroids[ids], rtol=1e-5)
 
 
-def test_sequence_representation_is_the_mean_over_all_positions():
+@pytest.mark.parametrize("pooling", ["mean", "masked_mean"])
+def test_the_intent_representation_is_the_runs_pooling(pooling):
+    model = build_model(_small_config(pooling=pooling), item_size=20)
     hidden = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    np.testing.assert_allclose(sequence_representation(tf.constant(hidden)), hidden.mean(1))
+    ids = np.array([[0, 3, 4], [5, 6, 7]])
+    expected = hidden.mean(1) if pooling == "mean" else np.stack(
+        [hidden[0, 1:].mean(0), hidden[1].mean(0)])
+    np.testing.assert_allclose(model.intent_representation(tf.constant(hidden), ids), expected)
 
 
 def test_scores_cover_every_id():
@@ -116,3 +121,65 @@ def test_config_round_trip_and_weights_with_centroids_reload(tmp_path):
     assert bool(clone.intents_ready.numpy())
     ids = tf.constant([[0] * 5 + [1, 2, 3, 4, 5]])
     np.testing.assert_allclose(clone(ids).numpy(), model(ids).numpy(), atol=1e-6)
+
+
+def test_separate_view_encodings_encode_the_views_once_per_contrastive_task(data):
+    config = _small_config(view_encodings="separate")
+    batch = _first_batch(data, config)
+    model = build_model(config, data.item_size)
+    model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
+    calls = []
+    original = model.encoder.call
+
+    def counting_call(item_ids, training=None):
+        calls.append(item_ids.shape[0])
+        return original(item_ids, training=training)
+
+    model.encoder.call = counting_call
+    model.task_losses(batch, training=True)
+    # the input alone, then both views for SeqCL, and both again for ICL
+    assert calls == [config.batch_size, 2 * config.batch_size, 2 * config.batch_size]
+
+
+def test_separate_view_encodings_differ_by_dropout_only(data):
+    shared_config, separate_config = (_small_config(view_encodings=v)
+                                      for v in ("shared", "separate"))
+    batch = _first_batch(data, shared_config)
+    shared, separate = (build_model(c, data.item_size) for c in (shared_config,
+                                                                 separate_config))
+    separate.set_weights(shared.get_weights())
+    for model in (shared, separate):
+        model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
+    without_dropout = [m.task_losses(batch, training=False) for m in (shared, separate)]
+    for name in ("rec_loss", "seqcl_loss", "icl_loss"):
+        assert float(without_dropout[0][name]) == pytest.approx(
+            float(without_dropout[1][name]), rel=1e-5)
+    # In training, every encoding draws its own dropout: the views SeqCL and ICL see
+    # differ, so their losses differ from the shared encoding's.
+    keras.utils.set_random_seed(5)
+    with_shared = shared.task_losses(batch, training=True)
+    keras.utils.set_random_seed(5)
+    with_separate = separate.task_losses(batch, training=True)
+    assert float(with_shared["seqcl_loss"]) != pytest.approx(
+        float(with_separate["seqcl_loss"]), rel=1e-4)
+
+
+def test_sampled_softmax_trains_a_step_on_a_million_items():
+    item_size = 1_000_002  # a million items, padding and the mask id
+    config = _small_config(next_item_loss="sampled", num_negatives=64, contrast_type="none",
+                           hidden_size=8, max_seq_length=6, batch_size=4)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 3, item_size)
+    model = build_model(config, item_size, target_counts=counts)
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    ids = tf.constant(rng.integers(1, item_size - 1, (4, 6)), tf.int32)
+    batch = {"input_ids": ids, "target_pos": tf.concat([ids[:, 1:], ids[:, :1]], axis=1),
+             "sampled_items": tf.constant(rng.integers(1, item_size - 1, 64), tf.int32)}
+    before = float(model.task_losses(batch, training=False)["rec_loss"])
+    table = model.encoder.embedding_table.numpy()[batch["target_pos"].numpy().ravel()]
+    # As the pipeline gives it: one element a batch (`sampled_items` is not per user).
+    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), epochs=1, verbose=0)
+    assert np.isfinite(history.history["rec_loss"][-1])
+    assert float(model.task_losses(batch, training=False)["rec_loss"]) < before
+    assert not np.allclose(
+        model.encoder.embedding_table.numpy()[batch["target_pos"].numpy().ravel()], table)

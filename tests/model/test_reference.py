@@ -97,3 +97,15 @@ def test_a_file_that_is_not_npz_is_refused(tmp_path):
     (tmp_path / "w.npz").write_text("not an archive")
     with pytest.raises(ReferenceWeightsError, match="not a readable .npz"):
         read_reference_weights(tmp_path / "w.npz")
+
+
+def test_length_bucketed_evaluation_of_the_toys_weights_gives_the_same_metrics(toys):
+    model = build_model(TrainConfig.for_dataset("toys"), toys.item_size)
+    load_reference_weights(model.encoder, SHARED_REFERENCE / "ICLRec-Toys_and_Games-1.npz")
+    pipelines = SequencePipelines(toys, 50)
+    for protocol in ("reference", "exclude"):
+        padded, bucketed = (
+            RankingEvaluator(model, pipelines.evaluation("test", 2048, length_buckets),
+                             protocol, toys.mask_id)()
+            for length_buckets in (False, True))
+        assert bucketed == pytest.approx(padded, abs=1e-6), protocol

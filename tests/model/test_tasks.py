@@ -5,10 +5,13 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from iclrec_tf.config import TrainConfig
 from iclrec_tf.model.tasks import (
     InstanceContrastTask,
     IntentContrastTask,
     NextItemTask,
+    SampledNextItemTask,
+    SoftmaxNextItemTask,
     StepOutputs,
     contrastive_loss,
     tasks_for,
@@ -78,7 +81,10 @@ def _outputs(batch=4, length=5, hidden=3, item_size=9, ready=True, intent_ids=(0
     target_neg = np.where(target_pos > 0, RNG.integers(1, item_size, (batch, length)), 0)
     prototypes = RNG.standard_normal((batch, hidden)).astype(np.float32)
     return StepOutputs(
-        batch={"target_pos": tf.constant(target_pos), "target_neg": tf.constant(target_neg)},
+        batch={"target_pos": tf.constant(target_pos), "target_neg": tf.constant(target_neg),
+               # views without padding: every representation reads every position
+               "view_1": tf.ones((batch, length), tf.int32),
+               "view_2": tf.ones((batch, length), tf.int32)},
         sequence_output=tf.constant(sequence), item_embeddings=tf.constant(table),
         view_outputs=tuple(tf.constant(v) for v in views),
         intent_ids=tf.constant(intent_ids, tf.int32), prototypes=tf.constant(prototypes),
@@ -136,7 +142,8 @@ def test_intent_tasks_wait_for_the_first_estep():
     ("none", ["rec_loss"]),
 ])
 def test_variants_are_task_lists(contrast_type, names):
-    tasks = tasks_for(contrast_type, seqcl_weight=0.3, icl_weight=0.7)
+    tasks = tasks_for(TrainConfig(contrast_type=contrast_type, seqcl_weight=0.3,
+                                  icl_weight=0.7), item_size=30)
     assert [t.name for t in tasks] == names
     assert [t.weight for t in tasks] == [{"rec_loss": 1.0, "seqcl_loss": 0.3,
                                           "icl_loss": 0.7}[n] for n in names]
@@ -144,8 +151,95 @@ def test_variants_are_task_lists(contrast_type, names):
 
 def test_task_config_round_trip():
     for task in (NextItemTask(weight=2.0), InstanceContrastTask(0.2, 0.5, fnm=True),
-                 IntentContrastTask(0.4, 2.0, fnm=True)):
+                 IntentContrastTask(0.4, 2.0, fnm=True), SoftmaxNextItemTask(max_logits=99),
+                 SampledNextItemTask(item_size=40, num_negatives=7),
+                 InstanceContrastTask(representation="last", normalize=True),
+                 IntentContrastTask(representation="masked_mean")):
         clone = keras.layers.deserialize(keras.layers.serialize(task))
         assert type(clone) is type(task)
         assert clone.get_config() == task.get_config()
         assert clone.needs_intents == task.needs_intents
+
+
+def _real_targets(outputs):
+    """(hidden [n, d], targets [n]) at the positions whose target is an item, in numpy."""
+    pos = outputs.batch["target_pos"].numpy()
+    return outputs.sequence_output.numpy()[pos > 0], pos[pos > 0]
+
+
+def test_softmax_next_item_loss_is_the_mean_cross_entropy_over_every_item():
+    outputs = _outputs(item_size=9)
+    hidden, targets = _real_targets(outputs)
+    logits = hidden.astype(np.float64) @ outputs.item_embeddings.numpy().T
+    logits[:, [0, 8]] = -np.inf  # padding and the mask id are never candidates
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(len(targets)), targets].mean()
+    assert float(SoftmaxNextItemTask()(outputs)) == pytest.approx(expected, rel=1e-5)
+    # Chunked, one row at a time: the same loss.
+    assert float(SoftmaxNextItemTask(max_logits=9)(outputs)) == pytest.approx(expected,
+                                                                             rel=1e-5)
+
+
+def _sampled_expected(outputs, sampled, frequencies, num_negatives, item_size):
+    """Sampled softmax by hand: candidates are the targets then `sampled`; logQ with
+    each candidate's expected count n f(j) + m / items; a candidate with the row's
+    target id (other than the row's own column) removed."""
+    hidden, targets = _real_targets(outputs)
+    candidates = np.concatenate([targets, sampled])
+    logits = hidden.astype(np.float64) @ outputs.item_embeddings.numpy()[candidates].T
+    expected_count = len(targets) * frequencies[candidates] + num_negatives / (item_size - 2)
+    logits -= np.log(expected_count / expected_count.max())
+    losses = []
+    for row, target in enumerate(targets):
+        scores = logits[row].copy()
+        hits = candidates == target
+        hits[row] = False
+        scores[hits] = -np.inf
+        losses.append(np.log(np.exp(scores).sum()) - scores[row])
+    return np.mean(losses)
+
+
+def test_sampled_next_item_loss_matches_numpy_with_log_q_and_accidental_hits():
+    outputs = _outputs(item_size=9)
+    _, targets = _real_targets(outputs)
+    assert len(set(targets.tolist())) < len(targets)  # the batch repeats targets: hits
+    sampled = np.array([3, 5, 5, 7, int(targets[0])], np.int32)  # one equals a target
+    outputs.batch["sampled_items"] = tf.constant(sampled)
+    task = SampledNextItemTask(item_size=9, num_negatives=len(sampled))
+    counts = np.array([0, 5, 1, 0, 9, 2, 2, 30, 0])
+    task.set_target_frequencies(counts)
+    expected = _sampled_expected(outputs, sampled, counts / counts.sum(), len(sampled), 9)
+    assert float(task(outputs)) == pytest.approx(expected, rel=1e-5)
+    # Without frequencies every candidate is equally likely: no correction at all.
+    plain = SampledNextItemTask(item_size=9, num_negatives=len(sampled))
+    assert float(plain(outputs)) == pytest.approx(
+        _sampled_expected(outputs, sampled, np.zeros(9), len(sampled), 9), rel=1e-5)
+    assert float(plain(outputs)) != pytest.approx(expected, rel=1e-3)
+
+
+def test_next_item_losses_are_chosen_by_the_config():
+    kinds = {loss: type(tasks_for(TrainConfig(next_item_loss=loss), item_size=30)[0])
+             for loss in ("bce", "softmax", "sampled")}
+    assert kinds == {"bce": NextItemTask, "softmax": SoftmaxNextItemTask,
+                     "sampled": SampledNextItemTask}
+
+
+def test_contrast_representations_and_normalisation():
+    outputs = _outputs(length=5)
+    ids = np.ones((4, 5), np.int32)
+    ids[:, :2] = 0
+    outputs.batch.update(view_1=tf.constant(ids), view_2=tf.constant(ids))
+    v1, v2 = (v.numpy() for v in outputs.view_outputs)
+    for representation, pooled in (("masked_mean", lambda v: v[:, 2:].mean(axis=1)),
+                                   ("last", lambda v: v[:, -1])):
+        a, b = pooled(v1), pooled(v2)
+        task = InstanceContrastTask(representation=representation)
+        assert float(task(outputs)) == pytest.approx(_numpy_nce(a, b), rel=1e-5)
+        normalized = InstanceContrastTask(representation=representation, normalize=True,
+                                          temperature=0.5)
+        unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (a, b)]
+        assert float(normalized(outputs)) == pytest.approx(_numpy_nce(*unit, 0.5), rel=1e-5)
+    icl = IntentContrastTask(representation="masked_mean")
+    expected = (_numpy_nce(v1[:, 2:].mean(1), outputs.prototypes.numpy())
+                + _numpy_nce(v2[:, 2:].mean(1), outputs.prototypes.numpy())) / 2
+    assert float(icl(outputs)) == pytest.approx(expected, rel=1e-5)

@@ -77,6 +77,20 @@ def test_fit_intents_is_seeded_and_reports_its_clusters():
         ((points - first.centroids[first.labels]) ** 2).sum(), rel=1e-3)
 
 
+def test_full_kmeans_is_seeded_deterministic_and_no_worse_than_minibatch():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((10, 8)) * 5
+    points = (centers[rng.integers(0, 10, 600)] + rng.standard_normal((600, 8))).astype(
+        np.float32)
+    first, again = (fit_intents(points, 10, seed=3, method="full") for _ in range(2))
+    np.testing.assert_array_equal(first.centroids, again.centroids)
+    np.testing.assert_array_equal(first.labels, again.labels)
+    other_seed = fit_intents(points, 10, seed=4, method="full")
+    assert not np.array_equal(other_seed.centroids, first.centroids)
+    minibatch = fit_intents(points, 10, seed=3)
+    assert first.inertia <= minibatch.inertia * 1.001  # 5 restarts of full Lloyd steps
+
+
 def test_more_clusters_than_sequences_names_the_flag():
     with pytest.raises(ValueError, match=r"--num-intent-clusters \(11\) exceeds"):
         fit_intents(np.zeros((10, 4), np.float32), 11, seed=1)
