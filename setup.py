@@ -20,7 +20,10 @@ setup(
         "pyarrow>=16,<27",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "ruff>=0.6,<1"],
+        # matplotlib: the suite tests benchmarks/plot_curves.py too.
+        "test": ["pytest>=8,<10", "ruff>=0.6,<1", "matplotlib>=3.8,<4"],
+        # benchmarks/plot_curves.py: learning curves as PNG.
+        "plots": ["matplotlib>=3.8,<4"],
         # benchmarks/prepare_speed.py --compare: the reader it was chosen against.
         "bench": ["pandas>=2.2,<4"],
     },

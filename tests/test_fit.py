@@ -107,3 +107,76 @@ def test_a_small_run_trains_each_variant(tmp_path, capsys):
         expected = {"none": {"rec_loss"}, "instance": {"rec_loss", "seqcl_loss"},
                     "intent": {"rec_loss", "icl_loss"}}[contrast_type]
         assert {c for c in columns if c.endswith("_loss")} == expected
+
+
+def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path):
+    """`--preset plus` as a user runs it: killed after an epoch, resumed, exported."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+    from conftest import REPO
+
+    from iclrec_tf.data.datasets import load_sequences
+    from iclrec_tf.data.pipeline import SequencePipelines
+    from iclrec_tf.model.iclrec import build_model
+    from iclrec_tf.serve.saved_model import export_saved_model
+
+    path = write_dataset(tmp_path / "d.txt",
+                         synthetic_sequences(num_users=300, num_items=60, seed=5, max_len=40))
+
+    def command(run_dir):
+        return [sys.executable, "-u", "-m", "iclrec_tf.fit", "--dataset", str(path),
+                "--preset", "plus", "--num-intent-clusters", "8", "--num-blocks", "1",
+                "--hidden-size", "16", "--batch-size", "32", "--epochs", "3",
+                "--output-dir", str(run_dir), "--verbose", "2", "--log-every", "0"]
+
+    def metrics(run_dir):
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    subprocess.run(command(tmp_path / "whole"), check=True, capture_output=True, cwd=REPO,
+                   timeout=900)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), stdout=subprocess.PIPE, text=True, cwd=REPO,
+                               stderr=subprocess.DEVNULL)
+    for line in process.stdout:
+        if line.startswith("Validation 1:"):
+            break
+    index = killed / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 300
+    while not (index.is_file() and "ckpt-1" in index.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    resumed = subprocess.run(command(killed), capture_output=True, text=True, cwd=REPO,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "after epoch 1" in resumed.stdout and "E-step 1:" not in resumed.stdout
+    assert metrics(killed) == metrics(tmp_path / "whole")
+
+    with open(killed / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    assert {"rec_loss", "seqcl_loss", "icl_loss"} <= set(rows[0])
+    tags = {value.tag for events in (killed / "train").glob("events.out.tfevents.*")
+            for event in tf.compat.v1.train.summary_iterator(str(events))
+            for value in event.summary.value}
+    assert {"epoch_rec_loss", "epoch_seqcl_loss", "epoch_icl_loss"} <= tags
+
+    # The export's intent signature pools as the run did: over the items only.
+    config = TrainConfig.from_json((killed / "config.json").read_text())
+    data = load_sequences(path)
+    model = build_model(config, data.item_size)
+    model.load_weights(str(killed / "weights" / "model")).expect_partial()
+    served = tf.saved_model.load(str(export_saved_model(model, tmp_path / "served", top_k=5)))
+    inputs = SequencePipelines(data, config.max_seq_length).train_inputs()
+    intents = served.signatures["intent"](item_ids=tf.constant(inputs, tf.int64))["intent_id"]
+    hidden = model(inputs, training=False)
+    expected = model.assign_intents(model.intent_representation(hidden, inputs))
+    np.testing.assert_array_equal(intents.numpy(), expected.numpy())
+    padded_mean = model.assign_intents(tf.reduce_mean(hidden, axis=1))
+    assert not np.array_equal(padded_mean.numpy(), expected.numpy())

@@ -150,9 +150,11 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
     eval_batch_size = min(config.eval_batch_size, max(1, DEFAULT_MAX_LOGITS // data.item_size))
 
     def evaluator(split, protocol=config.validation_protocol):
-        return RankingEvaluator(
-            model, pipelines.evaluation(split, eval_batch_size, config.length_buckets),
-            protocol, data.mask_id)
+        # Length-bucketed whatever the preset: the last position's scores, all that
+        # ranking reads, do not depend on left padding.
+        return RankingEvaluator(model, pipelines.evaluation(split, eval_batch_size,
+                                                            length_buckets=True),
+                                protocol, data.mask_id)
 
     clustering = None
     if config.uses_intents:

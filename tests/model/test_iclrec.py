@@ -56,10 +56,8 @@ def test_train_step_lowers_the_loss(data, contrast_type):
     assert float(after["rec_loss"]) < 0.8 * float(before["rec_loss"])
 
 
-def test_one_encoder_pass_per_step_serves_every_task(data):
-    config = _small_config()
-    model = build_model(config, data.item_size)
-    batch = _first_batch(data, config)
+def _encoder_calls(model, batch, training=False):
+    """The number of rows of each encoder call one `task_losses` makes."""
     calls = []
     original = model.encoder.call
 
@@ -68,7 +66,13 @@ def test_one_encoder_pass_per_step_serves_every_task(data):
         return original(item_ids, training=training)
 
     model.encoder.call = counting_call
-    model.task_losses(batch)
+    model.task_losses(batch, training=training)
+    return calls
+
+
+def test_one_encoder_pass_per_step_serves_every_task(data):
+    config = _small_config()
+    calls = _encoder_calls(build_model(config, data.item_size), _first_batch(data, config))
     # original input and both views, stacked: 3 x 32 rows in a single call
     assert calls == [3 * config.batch_size]
 
@@ -125,18 +129,9 @@ def test_config_round_trip_and_weights_with_centroids_reload(tmp_path):
 
 def test_separate_view_encodings_encode_the_views_once_per_contrastive_task(data):
     config = _small_config(view_encodings="separate")
-    batch = _first_batch(data, config)
     model = build_model(config, data.item_size)
     model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
-    calls = []
-    original = model.encoder.call
-
-    def counting_call(item_ids, training=None):
-        calls.append(item_ids.shape[0])
-        return original(item_ids, training=training)
-
-    model.encoder.call = counting_call
-    model.task_losses(batch, training=True)
+    calls = _encoder_calls(model, _first_batch(data, config), training=True)
     # the input alone, then both views for SeqCL, and both again for ICL
     assert calls == [config.batch_size, 2 * config.batch_size, 2 * config.batch_size]
 
