@@ -6,11 +6,12 @@ sequences, samples negatives and draws two augmented views. Training batches
 depend on (seed, epoch) only, so an interrupted run resumes into the same
 batches.
 
-With `length_buckets`, users are ordered by length and every batch is cut to
-its own longest sequence: on these datasets nine positions in ten of a
-50-wide batch are padding. Training batches are then users of similar length,
-their contents and order drawn anew every epoch from (seed, epoch); E-step and
-evaluation batches go in length order, which their results do not depend on.
+With `length_buckets`, a batch is cut to its own longest sequence. Training
+batches stay random (the model then encodes each user's rows only as wide as
+its input: `iclrec_tf.model.encoder.encode_by_length`), so that the objective
+is the padded one's; E-step and evaluation batches go in length order, which
+their results do not depend on, so that most of them are narrow: on these
+datasets nine positions in ten of a 50-wide batch are padding.
 """
 
 import numpy as np
@@ -116,8 +117,8 @@ class SequencePipelines:
           augmentation: `random`, `crop`, `mask` or `reorder`.
           ratios: dict with the `crop`, `mask` and `reorder` ratios.
           first_epoch: the epoch (0-based) the dataset starts at.
-          length_buckets: batches of users of similar length, each as wide as
-            its longest sequence (see the module docstring).
+          length_buckets: cut each batch to its longest sequence (see the
+            module docstring).
           negatives: draw `target_neg`, the one negative per position of the
             BCE loss.
           num_sampled: draw this many item ids uniformly per batch,
@@ -143,16 +144,7 @@ class SequencePipelines:
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(
                 tf.range(num_users, dtype=tf.int64), seed=epoch_seed)
-            if length_buckets:
-                # By length, ties in the epoch's random order; then the batches shuffled.
-                order = tf.gather(order, tf.argsort(tf.gather(widths, order), stable=True))
-                starts = tf.random.experimental.stateless_shuffle(
-                    tf.range(0, num_users, batch_size, dtype=tf.int64),
-                    seed=tf.random.experimental.stateless_fold_in(epoch_seed, -1))
-                users = tf.data.Dataset.from_tensor_slices(starts).map(
-                    lambda start: order[start:start + batch_size])
-            else:
-                users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
             return users.enumerate().map(lambda index, batch_users: (
                 batch_users, tf.random.experimental.stateless_fold_in(epoch_seed, index)))
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from iclrec_tf.config import VIEW_ENCODINGS
-from iclrec_tf.model.encoder import EncoderConfig, SequenceEncoder
+from iclrec_tf.model.encoder import EncoderConfig, SequenceEncoder, encode_by_length
 from iclrec_tf.model.pooling import pool
 from iclrec_tf.model.replicas import global_sum
 from iclrec_tf.model.tasks import SampledNextItemTask, StepOutputs, tasks_for
@@ -36,6 +36,9 @@ class ICLRecModel(keras.Model):
         output (`iclrec_tf.model.pooling`): `mean` (the reference's) or
         `masked_mean`; in the E-step, in training and in serving.
       view_encodings: `shared` or `separate`.
+      group_by_length: in training, encode each user's rows (input and views)
+        only as wide as its input (`encode_by_length`); exact for losses that
+        read the items' positions only, and most of the encoder's work saved.
 
     Call arguments:
       item_ids: [batch, len] left-padded item ids.
@@ -46,7 +49,7 @@ class ICLRecModel(keras.Model):
     """
 
     def __init__(self, encoder, tasks, num_intent_clusters=256, pooling="mean",
-                 view_encodings="shared", **kwargs):
+                 view_encodings="shared", group_by_length=False, **kwargs):
         super().__init__(**kwargs)
         if view_encodings not in VIEW_ENCODINGS:
             raise ValueError(f"view_encodings must be one of {', '.join(VIEW_ENCODINGS)}, "
@@ -56,6 +59,7 @@ class ICLRecModel(keras.Model):
         self.num_intent_clusters = num_intent_clusters
         self.pooling = pooling
         self.view_encodings = view_encodings
+        self.group_by_length = group_by_length
         self._needs_views = any(task.needs_views for task in self.tasks)
         self._needs_intents = any(task.needs_intents for task in self.tasks)
         self.intent_centroids = self.add_weight(
@@ -114,7 +118,7 @@ class ICLRecModel(keras.Model):
         inputs = [batch["input_ids"]]
         if shared_views:
             inputs += [batch["view_1"], batch["view_2"]]
-        hidden = self.encoder(tf.concat(inputs, axis=0), training=training)
+        hidden = self._encode(tf.concat(inputs, axis=0), batch["input_ids"], training)
         sequence_output, *view_outputs = tf.split(hidden, len(inputs), axis=0)
         outputs = StepOutputs(batch=batch, sequence_output=sequence_output,
                               item_embeddings=self.encoder.embedding_table,
@@ -133,9 +137,23 @@ class ICLRecModel(keras.Model):
 
     def _encode_views(self, batch, training):
         """The two views encoded once more, with fresh dropout: [batch, len, hidden] x 2."""
-        hidden = self.encoder(tf.concat([batch["view_1"], batch["view_2"]], axis=0),
-                              training=training)
+        hidden = self._encode(tf.concat([batch["view_1"], batch["view_2"]], axis=0),
+                              batch["input_ids"], training)
         return tuple(tf.split(hidden, 2, axis=0))
+
+    def _encode(self, stacked_ids, input_ids, training):
+        """Encodes rows stacked as [inputs; views...], grouped by their user's input length.
+
+        A view is never longer than its input, so the input's length serves all.
+        """
+        if not self.group_by_length:
+            return self.encoder(stacked_ids, training=training)
+        width = tf.shape(input_ids)[1]
+        lengths = width - tf.argmax(tf.cast(input_ids > 0, tf.int32), axis=1,
+                                    output_type=tf.int32)
+        copies = tf.shape(stacked_ids)[0] // tf.shape(input_ids)[0]
+        return encode_by_length(self.encoder, stacked_ids, tf.tile(lengths, [copies]),
+                                training=training)
 
     def intent_representation(self, hidden, item_ids):
         """[batch, hidden] what intents are computed from: `hidden` pooled by `pooling`."""
@@ -167,6 +185,7 @@ class ICLRecModel(keras.Model):
             "num_intent_clusters": self.num_intent_clusters,
             "pooling": self.pooling,
             "view_encodings": self.view_encodings,
+            "group_by_length": self.group_by_length,
         }
 
     @classmethod
@@ -191,7 +210,7 @@ def build_model(config, item_size, target_counts=None):
     model = ICLRecModel(encoder, tasks_for(config, item_size),
                         num_intent_clusters=config.num_intent_clusters,
                         pooling=config.pooling, view_encodings=config.view_encodings,
-                        name="iclrec")
+                        group_by_length=config.length_buckets, name="iclrec")
     model(tf.zeros((1, config.max_seq_length), tf.int32))
     if target_counts is not None:
         for task in model.tasks:

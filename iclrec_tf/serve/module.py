@@ -28,15 +28,12 @@ import tensorflow as tf
 
 from iclrec_tf.config import check_top_k
 from iclrec_tf.errors import ConfigError
+from iclrec_tf.model.encoder import encode_by_length
 from iclrec_tf.serve.topk import pruned_top_k
 
 ITEM_IDS = tf.TensorSpec([None, None], tf.int64, name="item_ids")
 
 ITEM_NAMES = tf.TensorSpec([None, None], tf.string, name="item_ids")
-
-# Histories are short (Toys: median 5 items), so encoding each row at the
-# narrowest of these widths, not at max_len, saves most of the encoder's work.
-BUCKET_WIDTHS = (8, 16, 32)
 
 
 def recent_window(item_ids, max_len):
@@ -57,39 +54,6 @@ def recent_window(item_ids, max_len):
     batch = tf.shape(item_ids, out_type=tf.int64)[0]
     window = tf.scatter_nd(targets, tf.gather_nd(item_ids, kept), [batch, max_len])
     return window, tf.minimum(tf.reduce_sum(tf.cast(is_item, tf.int64), axis=1), max_len)
-
-
-def bucketed_last_hidden(encoder, window, lengths):
-    """[batch, hidden] inference hidden state at the last position of `window`.
-
-    Rows are grouped by length and each group is encoded at the narrowest of
-    `BUCKET_WIDTHS` (or `max_len`) that holds it. An empty row is encoded at
-    full width: its output depends on the width, and this keeps it equal to
-    the model's.
-
-    Args:
-      encoder: a `SequenceEncoder`.
-      window: [batch, max_len] int64 from `recent_window`.
-      lengths: [batch] int64 items in each row of `window`.
-    """
-    max_len = encoder.encoder_config.max_len
-    widths = [w for w in BUCKET_WIDTHS if w < max_len] + [max_len]
-    lengths = tf.where(lengths > 0, lengths, max_len)
-    # The number of widths a row is longer than: the index of the first that holds it.
-    bucket = tf.reduce_sum(
-        tf.cast(lengths[:, None] > tf.constant(widths[:-1], tf.int64)[None, :], tf.int32), axis=1)
-    rows = tf.dynamic_partition(tf.range(tf.shape(window)[0]), bucket, len(widths))
-    parts = tf.dynamic_partition(window, bucket, len(widths))
-    empty = tf.zeros([0, encoder.encoder_config.hidden_size])
-    # The cond skips the ~300 ops of an empty group: most of a small batch's latency.
-    hidden = [tf.cond(tf.size(part) > 0,
-                      # The last position sees no padding: trimming it is exact.
-                      lambda part=part, width=width: encoder(
-                          part[:, max_len - width:], training=False,
-                          last_position_only=True)[:, -1, :],
-                      lambda: empty)
-              for part, width in zip(parts, widths, strict=True)]
-    return tf.dynamic_stitch(rows, hidden)
 
 
 def _checked(item_ids, item_size):
@@ -131,7 +95,9 @@ def serving_module(model, top_k=100, keep_history=False, mask_id=None):
     @tf.function(input_signature=[ITEM_IDS])
     def encode(item_ids):
         window, lengths = recent_window(_checked(item_ids, item_size), max_len)
-        return {"embedding": bucketed_last_hidden(encoder, window, lengths)}
+        # The last position sees no padding: encoding each row at its own width is exact.
+        return {"embedding": encode_by_length(encoder, window, lengths,
+                                              last_position_only=True)[:, -1, :]}
 
     @tf.function(input_signature=[ITEM_IDS])
     def recommend(item_ids):

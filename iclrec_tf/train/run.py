@@ -238,7 +238,7 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
     training.model.fit(training.train_data, epochs=last_epoch, initial_epoch=first_epoch,
                        steps_per_epoch=training.steps_per_epoch,
                        callbacks=training.callbacks(board, history_file), verbose=verbose)
-    phase(f"Training ({last_epoch - first_epoch} epochs)", start)
+    phase(f"Training ({int(training.state.epochs_done.numpy()) - first_epoch} epochs)", start)
 
     early_stopping = training.early_stopping
     metrics = {

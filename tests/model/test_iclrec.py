@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -178,3 +180,20 @@ def test_sampled_softmax_trains_a_step_on_a_million_items():
     assert float(model.task_losses(batch, training=False)["rec_loss"]) < before
     assert not np.allclose(
         model.encoder.embedding_table.numpy()[batch["target_pos"].numpy().ravel()], table)
+
+
+@pytest.mark.parametrize("next_item_loss", ["softmax", "bce"])
+def test_grouping_rows_by_length_gives_the_same_losses(data, next_item_loss):
+    config = _small_config(pooling="masked_mean", seqcl_representation="masked_mean",
+                           next_item_loss=next_item_loss, max_seq_length=20)
+    batch = _first_batch(data, config)
+    padded = build_model(config, data.item_size)
+    grouped = build_model(dataclasses.replace(config, length_buckets=True), data.item_size)
+    grouped.set_weights(padded.get_weights())
+    assert grouped.group_by_length and not padded.group_by_length
+    for model in (padded, grouped):
+        model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
+    expected = padded.task_losses(batch, training=False)
+    actual = grouped.task_losses(batch, training=False)
+    for name, value in expected.items():
+        assert float(actual[name]) == pytest.approx(float(value), rel=1e-5), name
