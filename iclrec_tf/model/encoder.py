@@ -295,7 +295,8 @@ def encode_by_length(encoder, item_ids, lengths, training=None, last_position_on
     lengths = tf.where(lengths > 0, lengths, max_len)
     # The number of widths a row is longer than: the index of the first that holds it.
     group = tf.reduce_sum(
-        tf.cast(lengths[:, None] > tf.constant(widths[:-1])[None, :], tf.int32), axis=1)
+        tf.cast(lengths[:, None] > tf.constant(widths[:-1], tf.int32)[None, :], tf.int32),
+        axis=1)
     rows = tf.dynamic_partition(tf.range(tf.shape(item_ids)[0]), group, len(widths))
     parts = tf.dynamic_partition(item_ids, group, len(widths))
     out_width = 1 if last_position_only else width

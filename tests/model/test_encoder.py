@@ -151,3 +151,11 @@ def test_encoding_by_length_equals_the_full_pass_at_every_item():
     last = encode_by_length(encoder, tf.constant(ids), tf.constant(lengths), training=False,
                             last_position_only=True).numpy()
     np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-5)
+
+
+def test_encoding_by_length_with_a_max_len_below_every_group_width():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=4, num_blocks=1))
+    ids = tf.constant([[0, 0, 3, 4], [1, 2, 3, 4]])
+    grouped = encode_by_length(encoder, ids, tf.constant([2, 4]), training=False)
+    np.testing.assert_allclose(grouped[:, -2:], encoder(ids, training=False)[:, -2:],
+                               atol=1e-5)
