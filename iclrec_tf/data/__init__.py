@@ -2,5 +2,5 @@
 `vocabulary` (`items.txt`), `windows` (right-aligned windows), `augment`
 (crop, mask, reorder) and `pipeline` (training, E-step and evaluation batches).
 
-`datasets`, `vocabulary` and `windows` import no TensorFlow.
+`datasets` and `vocabulary` import no TensorFlow: preparation reads their formats.
 """
