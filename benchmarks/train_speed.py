@@ -1,6 +1,6 @@
 """Training speed and memory of the preset: step, E-step, validation, epoch, peak RSS.
 
-    python benchmarks/train_speed.py --dataset toys [--preset plus]
+    python benchmarks/train_speed.py --dataset toys [--preset plus] [--mixed-precision bfloat16]
 
 Runs two epochs of the real training loop (the first pays for tracing) and reports
 the second; prints one JSON object on its last line with `step_s` (median seconds
@@ -108,6 +108,7 @@ def main():
     parser.add_argument("--dataset", default="toys")
     parser.add_argument("--data-dir")
     parser.add_argument("--preset", default="paper", help="paper (default) or plus")
+    parser.add_argument("--mixed-precision", default="float32", help="float32 or bfloat16")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow op determinism, as `fit` (its default) runs")
@@ -115,7 +116,8 @@ def main():
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    config = TrainConfig.for_dataset(args.dataset, preset=args.preset, epochs=2).validate()
+    config = TrainConfig.for_dataset(args.dataset, preset=args.preset, epochs=2,
+                                     mixed_precision=args.mixed_precision).validate()
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     stopwatch = Stopwatch()

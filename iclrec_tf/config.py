@@ -14,6 +14,7 @@ POOLINGS = ("mean", "masked_mean")
 SEQCL_REPRESENTATIONS = ("flatten", "masked_mean", "last")
 VIEW_ENCODINGS = ("shared", "separate")
 KMEANS = ("minibatch", "full")
+MIXED_PRECISIONS = ("float32", "bfloat16")
 
 # Encoder depth of the reference's released scripts; everything else is shared.
 DATASET_PRESETS = {
@@ -74,6 +75,7 @@ class TrainConfig:
     length_buckets: bool = False
     view_encodings: str = "shared"
     kmeans: str = "minibatch"
+    mixed_precision: str = "float32"
 
     @classmethod
     def for_dataset(cls, dataset, preset="paper", **overrides):
@@ -131,7 +133,8 @@ class TrainConfig:
                               ("pooling", POOLINGS),
                               ("seqcl_representation", SEQCL_REPRESENTATIONS),
                               ("view_encodings", VIEW_ENCODINGS),
-                              ("kmeans", KMEANS)):
+                              ("kmeans", KMEANS),
+                              ("mixed_precision", MIXED_PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{_flag(name)} must be one of {', '.join(allowed)}, "

@@ -5,6 +5,12 @@ the inside out: `SelfAttention` and `FeedForward`, each "sublayer -> dropout ->
 residual -> LayerNorm" as in the reference (post-norm, BERT style), a
 `TransformerBlock` of the two, and the `SequenceEncoder`: embeddings -> blocks.
 The CPU kernels they call are in `iclrec_tf.model.kernels`.
+
+With `compute_dtype="bfloat16"` the sublayers' matmuls, GELU and dropout
+run in bfloat16 (Keras's `mixed_bfloat16` policy: float32 variables).
+The residual stream, every LayerNorm, the attention softmax, the embeddings
+and the encoder's output stay float32, so the losses, scores and k-means after
+it are float32 as before.
 """
 
 import dataclasses
@@ -42,6 +48,8 @@ class EncoderConfig:
       attention_dropout: dropout on attention probabilities.
       initializer_range: stddev of the normal initializer of every kernel and
         embedding.
+      compute_dtype: "float32", or "bfloat16" for mixed precision (see the
+        module docstring).
     """
 
     item_size: int
@@ -52,6 +60,7 @@ class EncoderConfig:
     hidden_dropout: float
     attention_dropout: float
     initializer_range: float
+    compute_dtype: str = "float32"
 
     @classmethod
     def from_train_config(cls, config, item_size):
@@ -60,17 +69,27 @@ class EncoderConfig:
                    hidden_size=config.hidden_size, num_blocks=config.num_blocks,
                    num_heads=config.num_heads, hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout,
-                   initializer_range=config.initializer_range)
+                   initializer_range=config.initializer_range,
+                   compute_dtype=config.mixed_precision)
 
     @property
     def head_size(self):
         return self.hidden_size // self.num_heads
 
+    @property
+    def sublayer_policy(self):
+        """The Keras dtype policy of the layers inside a sublayer."""
+        return "mixed_bfloat16" if self.compute_dtype == "bfloat16" else "float32"
+
     def dense(self, units, name):
         """A dense layer with the reference's initialisation: normal kernel, zero bias."""
         return keras.layers.Dense(
-            units, name=name, bias_initializer="zeros",
+            units, name=name, bias_initializer="zeros", dtype=self.sublayer_policy,
             kernel_initializer=keras.initializers.RandomNormal(stddev=self.initializer_range))
+
+    def dropout(self, rate):
+        """A sublayer's dropout, in its compute dtype."""
+        return Dropout(rate, dtype=self.sublayer_policy)
 
     def embedding(self, rows, name):
         """An embedding table with the reference's normal initialisation."""
@@ -78,6 +97,11 @@ class EncoderConfig:
             rows, self.hidden_size, name=name,
             embeddings_initializer=keras.initializers.RandomNormal(
                 stddev=self.initializer_range))
+
+
+def _layer_norm():
+    # float32 whatever the compute dtype: mean and variance in bfloat16 lose too much.
+    return LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm", dtype="float32")
 
 
 def attention_bias(item_ids):
@@ -131,9 +155,9 @@ class SelfAttention(EncoderLayer):
         self.key = config.dense(config.hidden_size, "key")
         self.value = config.dense(config.hidden_size, "value")
         self.dense = config.dense(config.hidden_size, "dense")
-        self.probability_dropout = Dropout(config.attention_dropout)
-        self.output_dropout = Dropout(config.hidden_dropout)
-        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+        self.probability_dropout = config.dropout(config.attention_dropout)
+        self.output_dropout = config.dropout(config.hidden_dropout)
+        self.layer_norm = _layer_norm()
 
     def build(self, input_shape):
         # Their kernels are used concatenated (see `call`), never through the layers.
@@ -145,23 +169,30 @@ class SelfAttention(EncoderLayer):
     def call(self, hidden, bias, training=None, last_position_only=False):
         config = self.encoder_config
         batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
+        compute = config.compute_dtype
         # Query, key and value in one matmul: their kernels side by side.
         kernel = tf.concat([self.query.kernel, self.key.kernel, self.value.kernel], axis=1)
         offset = tf.concat([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        projected = tf.nn.bias_add(tf.matmul(tf.reshape(hidden, (-1, config.hidden_size)),
-                                             kernel), offset)  # (B*L, 3*D)
+        rows = tf.cast(tf.reshape(hidden, (-1, config.hidden_size)), compute)
+        projected = tf.nn.bias_add(tf.matmul(rows, tf.cast(kernel, compute)),
+                                   tf.cast(offset, compute))  # (B*L, 3*D)
         projected = tf.reshape(projected,
                                (batch, length, 3, config.num_heads, config.head_size))
         query, key, value = tf.unstack(tf.transpose(projected, (2, 0, 3, 1, 4)))  # (B, H, L, D/H)
         queries = hidden
         if last_position_only:
             query, queries, bias = query[:, :, -1:], hidden[:, -1:], bias[:, :, -1:]
-        scores = tf.matmul(query, key, transpose_b=True) / math.sqrt(config.head_size) + bias
-        probabilities = self.probability_dropout(tf.nn.softmax(scores), training=training)
+        # Scores and softmax in float32: next to the -10000 mask, bfloat16 keeps no
+        # digit of a score, and a padding query (every key masked) needs them all.
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)
+        scores = scores / math.sqrt(config.head_size) + bias
+        probabilities = tf.cast(tf.nn.softmax(scores), compute)
+        probabilities = self.probability_dropout(probabilities, training=training)
         context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
         context = tf.reshape(context, (-1, config.hidden_size))  # (B*Q, D)
         output = self.output_dropout(self.dense(context), training=training)
-        return self.layer_norm(tf.reshape(output, tf.shape(queries)) + queries)
+        output = tf.cast(tf.reshape(output, tf.shape(queries)), queries.dtype)
+        return self.layer_norm(output + queries)
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
@@ -180,8 +211,8 @@ class FeedForward(EncoderLayer):
         super().__init__(config, **kwargs)
         self.dense_1 = config.dense(4 * config.hidden_size, "dense_1")
         self.dense_2 = config.dense(config.hidden_size, "dense_2")
-        self.dropout = Dropout(config.hidden_dropout)
-        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
+        self.dropout = config.dropout(config.hidden_dropout)
+        self.layer_norm = _layer_norm()
 
     def call(self, hidden, training=None):
         rows = tf.reshape(hidden, (-1, self.encoder_config.hidden_size))  # (B*L, D)
@@ -189,7 +220,8 @@ class FeedForward(EncoderLayer):
         # In inference, TensorFlow's own GELU: oneDNN fuses it into the matmul.
         inner = gelu(inner) if training else tf.nn.gelu(inner, approximate=False)
         output = self.dropout(self.dense_2(inner), training=training)
-        return self.layer_norm(tf.reshape(output, tf.shape(hidden)) + hidden)
+        output = tf.cast(tf.reshape(output, tf.shape(hidden)), hidden.dtype)
+        return self.layer_norm(output + hidden)
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
@@ -236,8 +268,8 @@ class SequenceEncoder(EncoderLayer):
         super().__init__(config, **kwargs)
         self.item_embeddings = config.embedding(config.item_size, "item_embeddings")
         self.position_embeddings = config.embedding(config.max_len, "position_embeddings")
-        self.layer_norm = LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm")
-        self.dropout = Dropout(config.hidden_dropout)
+        self.layer_norm = _layer_norm()
+        self.dropout = Dropout(config.hidden_dropout, dtype="float32")
         self.blocks = [TransformerBlock(config, name=f"layer_{i}")
                        for i in range(config.num_blocks)]
 

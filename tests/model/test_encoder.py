@@ -159,3 +159,42 @@ def test_encoding_by_length_with_a_max_len_below_every_group_width():
     grouped = encode_by_length(encoder, ids, tf.constant([2, 4]), training=False)
     np.testing.assert_allclose(grouped[:, -2:], encoder(ids, training=False)[:, -2:],
                                atol=1e-5)
+
+
+def test_bfloat16_runs_the_sublayers_in_bfloat16_around_a_float32_residual_stream():
+    float32, bfloat16 = (
+        SequenceEncoder(encoder_config(item_size=30, max_seq_length=10, num_blocks=2,
+                                       mixed_precision=dtype),
+                        name=f"encoder_{dtype}")
+        for dtype in ("float32", "bfloat16"))
+    ids = _ids()
+    float32(ids)
+    bfloat16(ids)
+    bfloat16.set_weights(float32.get_weights())
+    names = [v.name.split("/", 1)[1] for v in bfloat16.weights]
+    assert names == [v.name.split("/", 1)[1] for v in float32.weights]
+    assert {v.dtype for v in bfloat16.weights} == {tf.float32}  # one checkpoint for both
+    block = bfloat16.blocks[0]
+    assert block.attention.dense.compute_dtype == block.feed_forward.dense_1.compute_dtype
+    assert block.attention.dense.compute_dtype == "bfloat16"
+    assert block.attention.layer_norm.compute_dtype == "float32"
+    expected = float32(ids, training=False).numpy()
+    with tf.GradientTape() as tape:
+        hidden = bfloat16(ids, training=False)
+        loss = tf.reduce_sum(tf.square(hidden))
+    assert hidden.dtype == tf.float32
+    difference = np.abs(hidden.numpy() - expected)
+    # bfloat16 keeps 8 bits of mantissa: close, and not float32's result (trained
+    # weights: tests/model/test_reference.py).
+    assert difference.max() > 1e-4
+    assert difference.mean() < 0.01 * np.abs(expected).mean(), difference.mean()
+    gradients = tape.gradient(loss, bfloat16.trainable_variables)
+    assert all(g is not None and g.dtype == tf.float32 for g in gradients)
+
+
+def test_the_compute_dtype_survives_a_config_round_trip():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10,
+                                             mixed_precision="bfloat16"))
+    clone = keras.layers.deserialize(keras.layers.serialize(encoder))
+    assert clone.encoder_config.compute_dtype == "bfloat16"
+    assert clone.blocks[0].feed_forward.dense_2.compute_dtype == "bfloat16"

@@ -32,10 +32,11 @@ def _first_batch(data, config, seed=1):
     return next(iter(pipelines.train(config.batch_size, seed, "random", RATIOS)))
 
 
-@pytest.mark.parametrize("contrast_type", ["hybrid", "none"])
-def test_train_step_lowers_the_loss(data, contrast_type):
+@pytest.mark.parametrize(("contrast_type", "mixed_precision"),
+                         [("hybrid", "float32"), ("none", "float32"), ("hybrid", "bfloat16")])
+def test_train_step_lowers_the_loss(data, contrast_type, mixed_precision):
     keras.utils.set_random_seed(0)
-    config = _small_config(contrast_type=contrast_type)
+    config = _small_config(contrast_type=contrast_type, mixed_precision=mixed_precision)
     model = build_model(config, data.item_size)
     model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
     model.compile(optimizer=keras.optimizers.Adam(config.lr))

@@ -74,13 +74,15 @@ def test_an_unknown_protocol_is_refused():
         answer_ranks(tf.zeros((1, 3)), tf.constant([1]), tf.ragged.constant([[1]]), "x", 2)
 
 
+@pytest.mark.parametrize("length_buckets", [False, True])
 @pytest.mark.parametrize("protocol", ["reference", "exclude"])
-def test_evaluator_over_a_dataset_matches_brute_force(tmp_path, protocol):
+def test_evaluator_over_a_dataset_matches_brute_force(tmp_path, protocol, length_buckets):
     data = load_sequences(write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users=70)))
     model = build_model(TrainConfig(max_seq_length=10, hidden_size=8, num_blocks=1),
                         data.item_size)
     pipelines = SequencePipelines(data, 10)
-    evaluator = RankingEvaluator(model, pipelines.evaluation("test", 32), protocol, data.mask_id)
+    evaluator = RankingEvaluator(model, pipelines.evaluation("test", 32, length_buckets),
+                                 protocol, data.mask_id)
     metrics = evaluator()
     inputs = np.concatenate([b["input_ids"] for b in pipelines.evaluation("test", 70)])
     scores = model.score_items(tf.constant(inputs)).numpy()
