@@ -70,22 +70,27 @@ def _chunked(hidden, targets, table, bias, chunk):
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=part_targets,
                                                                logits=logits))
 
+        # One chunk at a time: parallel iterations would hold several chunks' logits.
         _, total = tf.while_loop(lambda index, _: index < num_chunks, add,
-                                 (tf.constant(0), tf.constant(0.0)))
+                                 (tf.constant(0), tf.constant(0.0)), parallel_iterations=1)
 
         def gradient(upstream):
             # Each chunk's logits again, rather than all of them kept from the forward pass.
             def step(index, table_gradient, hidden_parts):
                 part, part_targets, logits = chunk_logits(index)
-                # d loss / d logits = softmax - one_hot(target), row by row.
-                residual = tf.nn.softmax(logits) - tf.one_hot(part_targets, tf.shape(logits)[1])
+                # d loss / d logits = softmax - one_hot(target), row by row; the one is
+                # subtracted in place, not from a second [chunk, items] tensor.
+                at_targets = tf.stack([tf.range(tf.shape(part_targets)[0]), part_targets], 1)
+                residual = tf.tensor_scatter_nd_sub(
+                    tf.nn.softmax(logits), at_targets, tf.ones_like(part_targets, tf.float32))
                 return (index + 1, table_gradient + tf.matmul(residual, part, transpose_a=True),
                         hidden_parts.write(index, tf.matmul(residual, table)))
 
             _, table_gradient, hidden_parts = tf.while_loop(
                 lambda index, *_: index < num_chunks, step,
                 (tf.constant(0), tf.zeros_like(table),
-                 tf.TensorArray(hidden.dtype, size=num_chunks, infer_shape=False)))
+                 tf.TensorArray(hidden.dtype, size=num_chunks, infer_shape=False)),
+                parallel_iterations=1)
             return upstream * hidden_parts.concat(), upstream * table_gradient
 
         return total, gradient
