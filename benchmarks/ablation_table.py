@@ -4,27 +4,39 @@
 
 For each run directory with a `metrics.json`: its test HR@5/10/20 and NDCG@5/10/20
 (`--protocol test_exclude` for the other protocol), the best epoch (chosen on valid
-NDCG@20) and its valid NDCG@20, the epochs trained, and the wall seconds of the
-training phase (the `Training (N epochs): S s` line of `<run>.log` beside the
-directory, when there is one). A run without `metrics.json` is listed as running,
-with its last epoch's valid NDCG@20. The last line is one JSON object of the same.
+NDCG@20) and its valid NDCG@20, the epochs trained, and the seconds its epochs took:
+steps, E-step and validation, summed over every kept epoch from the run's own
+TensorBoard scalars (`seconds/train`, `seconds/estep`, `seconds/validation`), so a run
+resumed over several sessions counts each epoch once. A run without `metrics.json` is
+listed as running, with its last epoch's valid NDCG@20. The last line is one JSON
+object of the same.
 """
 
 import argparse
 import csv
 import json
 import pathlib
-import re
+
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.util.tensor_util import make_ndarray
 
 METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
+EPOCH_SECONDS = ("seconds/train", "seconds/estep", "seconds/validation")
 
 
-def training_seconds(run_dir):
-    log = run_dir.with_suffix(".log")
-    if not log.is_file():
-        return None
-    found = re.findall(r"^Training \((\d+) epochs\): ([\d.]+) s", log.read_text(), re.M)
-    return round(sum(float(seconds) for _, seconds in found), 1) if found else None
+def training_seconds(run_dir, epochs):
+    """The summed epoch seconds of `run_dir`'s first `epochs` epochs, or None.
+
+    An epoch written again after a resume counts once, with its later value.
+    """
+    seconds = {}
+    for events in sorted(run_dir.rglob("events.out.tfevents.*"),
+                         key=lambda path: int(path.name.split(".")[3])):
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                if value.tag in EPOCH_SECONDS and event.step < epochs:
+                    seconds[value.tag, event.step] = float(make_ndarray(value.tensor))
+    return round(sum(seconds.values()), 1) if seconds else None
 
 
 def describe(run_dir, protocol):
@@ -35,7 +47,7 @@ def describe(run_dir, protocol):
                 **{name: metrics[protocol][name] for name in METRICS},
                 "best_epoch": metrics["best_epoch"], "epochs": metrics["epochs_trained"],
                 "valid_NDCG@20": metrics["valid"]["NDCG@20"],
-                "seconds": training_seconds(run_dir)}
+                "seconds": training_seconds(run_dir, metrics["epochs_trained"])}
     with open(run_dir / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
     return {"run": run_dir.name, "finished": False, "epochs": len(rows),

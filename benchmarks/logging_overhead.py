@@ -64,7 +64,7 @@ def main():
     config = TrainConfig.for_dataset(args.dataset).validate()
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     if args.max_users:
-        data = data.subset(min(args.max_users, data.num_users))
+        data = data.subset(args.max_users)
     training = prepare_training(config, data)
     clustering, validation = training.clustering, training.validation
     board = ICLRecTensorBoard(tempfile.mkdtemp(prefix="logging-overhead-"), config, data,

@@ -41,6 +41,9 @@ class TrainConfig:
     """
 
     dataset: str = "toys"
+    # The run's first N users only (0: all), kept here so that `evaluate --run` and a
+    # resume read the same users.
+    max_users: int = 0
     seed: int = 1
     epochs: int = 300
     batch_size: int = 256
@@ -103,7 +106,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
-        for name in ("patience", "warm_up_epochs", "seed"):
+        for name in ("max_users", "patience", "warm_up_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{_flag(name)} must be a non-negative integer, got {value!r}")

@@ -52,7 +52,7 @@ def main(argv=None):
         dataset = args.dataset
         item_size, num_blocks = reference_shape(read_reference_weights(args.reference_weights))
         config = TrainConfig.for_dataset(dataset, num_blocks=num_blocks)
-    data = load_sequences(resolve_dataset(dataset, args.data_dir))
+    data = load_sequences(resolve_dataset(dataset, args.data_dir)).subset(config.max_users)
     if not args.run and item_size != data.item_size:
         raise ReferenceWeightsError(
             f"{args.reference_weights}: {item_size} item embeddings, but {dataset} "

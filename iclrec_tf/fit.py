@@ -30,8 +30,6 @@ def build_parser():
     parser.add_argument("--data-dir", help="folder holding the dataset files "
                         "(else $ICLREC_DATA_DIR, the Keras cache, then a download)")
     parser.add_argument("--output-dir", help="the run directory (default runs/<dataset>)")
-    parser.add_argument("--max-users", type=int,
-                        help="train on the first N users only (quick experiments)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     parser.add_argument("--logdir", help="where the TensorBoard logs go (default: the run "
@@ -61,8 +59,6 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     config = TrainConfig.for_dataset(
         args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
-    if args.max_users is not None and args.max_users < 1:
-        raise ConfigError(f"--max-users must be a positive integer, got {args.max_users}")
     if args.log_every < 0:
         raise ConfigError(f"--log-every must be a non-negative integer, got {args.log_every}")
     output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(args.dataset).stem
@@ -75,9 +71,7 @@ def main(argv=None):
         return 0
     start = time.perf_counter()
     dataset_path = resolve_dataset(args.dataset, args.data_dir)
-    data = load_sequences(dataset_path)
-    if args.max_users is not None:
-        data = data.subset(min(args.max_users, data.num_users))
+    data = load_sequences(dataset_path).subset(config.max_users)
     cli.phase(f"Data: {data.num_users} users, {data.max_item} items, "
               f"{len(data.items)} interactions", start)
     if args.export is not None:

@@ -43,6 +43,7 @@ NUMERIC_FLAGS = {"--epochs": "integer", "--batch-size": "integer",
 @pytest.mark.parametrize("argv,message", [
     *[([flag, value], f"fit: error: {flag} must be a positive {kind}, got {value}")
       for flag, kind in NUMERIC_FLAGS.items() for value in ("0", "-3")],
+    (["--max-users", "-1"], "fit: error: --max-users must be a non-negative integer, got -1"),
     (["--dataset", "movies"], "fit: error: --dataset 'movies' is neither a dataset name"),
     (["--contrast-type", "both"], "fit: error: --contrast-type must be one of"),
     (["--strategy", "tpu"], "argument --strategy: invalid choice: 'tpu'"),

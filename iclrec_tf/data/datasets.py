@@ -167,7 +167,9 @@ class SequenceData:
         return self.items[self.row_splits[1:] - offset]
 
     def subset(self, num_users):
-        """The first `num_users` users (for quick experiments and tests)."""
+        """The first `num_users` users (all of them for 0, or for more than there are)."""
+        if not 0 < num_users < self.num_users:
+            return self
         end = self.row_splits[num_users]
         return SequenceData(self.user_ids[:num_users], self.items[:end],
                             self.row_splits[:num_users + 1], int(self.items[:end].max()))

@@ -24,6 +24,17 @@ def test_parses_users_items_and_vocabulary(tmp_path):
     assert (data.max_item, data.item_size, data.mask_id) == (9, 11, 10)
 
 
+def test_a_subset_keeps_the_first_users_and_their_largest_item(tmp_path):
+    data = load_sequences(write_dataset(tmp_path / "d.txt", [[1, 2, 3, 4], [9, 5, 6, 7],
+                                                              [2, 3, 4, 12]]))
+    first_two = data.subset(2)
+    assert first_two.user_ids.tolist() == [1, 2]
+    assert first_two.sequence(1).tolist() == [9, 5, 6, 7]
+    assert first_two.max_item == 9
+    # 0 (the --max-users default) and more users than there are both mean all of them.
+    assert data.subset(0) is data and data.subset(3) is data and data.subset(50) is data
+
+
 def test_leave_one_out_splits(tmp_path):
     data = load_sequences(write_dataset(tmp_path / "d.txt", [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10]]))
     assert data.answers("test").tolist() == [6, 10]

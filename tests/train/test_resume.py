@@ -2,7 +2,6 @@
 run as a user would, on the first 1,500 Toys users with K = 32."""
 
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -34,22 +33,9 @@ def _metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def _flatten(metrics, prefix=""):
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}/")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def _assert_same_metrics(actual, expected, tolerance):
-    actual, expected = dict(_flatten(actual)), dict(_flatten(expected))
-    assert actual.keys() == expected.keys()
-    for key, value in expected.items():
-        if isinstance(value, float):
-            assert math.isclose(actual[key], value, rel_tol=0, abs_tol=tolerance), key
-        else:
-            assert actual[key] == value, key
+def _same_metrics_file(run_dir, other):
+    """Byte for byte: the README promises identical `metrics.json` files for a seed."""
+    return (run_dir / "metrics.json").read_bytes() == (other / "metrics.json").read_bytes()
 
 
 def _latest_checkpoint(run_dir):
@@ -86,8 +72,8 @@ def _kill_when(data_dir, run_dir, ready, flags, checkpoint=None):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_dir):
     run_dir = tmp_path_factory.mktemp("resume") / "uninterrupted"
-    _fit(data_dir, run_dir, "--epochs", "3")
-    return _metrics(run_dir)
+    _fit(data_dir, run_dir, "--epochs", "2")
+    return run_dir
 
 
 def test_a_kill_during_an_e_step_resumes_into_the_same_result(uninterrupted, data_dir,
@@ -97,14 +83,14 @@ def test_a_kill_during_an_e_step_resumes_into_the_same_result(uninterrupted, dat
     # Epoch 1 ends with its validation line, then its checkpoint; the E-step of
     # epoch 2 starts right after.
     output = _kill_when(data_dir, run_dir, lambda out: "Validation 1:" in out,
-                        ["--epochs", "3"], checkpoint="ckpt-1")
+                        ["--epochs", "2"], checkpoint="ckpt-1")
     assert "E-step 2:" not in output
     assert not (run_dir / "metrics.json").exists()
-    resumed = _fit(data_dir, run_dir, "--epochs", "3")
+    resumed = _fit(data_dir, run_dir, "--epochs", "2")
     assert "after epoch 1" in resumed and "E-step 1:" not in resumed
-    _assert_same_metrics(_metrics(run_dir), uninterrupted, 1e-6)
+    assert _same_metrics_file(run_dir, uninterrupted)
     history = (run_dir / "history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
+    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]
     # Rewritten on resume, and still readable by everyone, as is everything the run kept.
     assert _mode(run_dir / "history.csv") == 0o644
     assert _mode(run_dir / "weights") == 0o755
@@ -120,33 +106,25 @@ def test_a_kill_mid_epoch_resumes_into_the_same_result(uninterrupted, data_dir, 
     run_dir = tmp_path / "killed"
 
     # After epoch 2's E-step line, its training steps run; the checkpoint is ckpt-1.
-    output = _kill_when(data_dir, run_dir, lambda out: "E-step 2:" in out, ["--epochs", "3"])
+    output = _kill_when(data_dir, run_dir, lambda out: "E-step 2:" in out, ["--epochs", "2"])
     assert "Validation 2:" not in output
-    resumed = _fit(data_dir, run_dir, "--epochs", "3")
+    resumed = _fit(data_dir, run_dir, "--epochs", "2")
     assert "after epoch 1" in resumed
-    _assert_same_metrics(_metrics(run_dir), uninterrupted, 1e-6)
+    assert _same_metrics_file(run_dir, uninterrupted)
 
 
-@pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory, data_dir):
-    run_dir = tmp_path_factory.mktemp("resume") / "one_epoch"
-    _fit(data_dir, run_dir, "--epochs", "1")
-    return run_dir
-
-
-def test_a_finished_run_says_so_and_does_not_train_again(one_epoch, data_dir):
-    before = (one_epoch / "metrics.json").stat().st_mtime_ns
-    again = _fit(data_dir, one_epoch, "--epochs", "1")
+def test_a_finished_run_says_so_and_does_not_train_again(uninterrupted, data_dir):
+    before = (uninterrupted / "metrics.json").stat().st_mtime_ns
+    again = _fit(data_dir, uninterrupted, "--epochs", "2")
     assert "has finished" in again and "E-step" not in again
-    assert (one_epoch / "metrics.json").stat().st_mtime_ns == before
+    assert (uninterrupted / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_the_same_seed_gives_identical_metrics_and_another_seed_does_not(one_epoch, data_dir,
-                                                                          tmp_path):
-    _fit(data_dir, tmp_path / "again", "--epochs", "1")
-    _fit(data_dir, tmp_path / "seed_2", "--epochs", "1", "--seed", "2")
-    assert _metrics(tmp_path / "again") == _metrics(one_epoch)
-    assert _metrics(tmp_path / "seed_2")["test"] != _metrics(one_epoch)["test"]
+def test_another_seed_gives_other_metrics(uninterrupted, data_dir, tmp_path):
+    # That the same seed gives the same metrics file, the killed runs above show: each
+    # one starts afresh and ends byte for byte where the uninterrupted run did.
+    _fit(data_dir, tmp_path / "seed_2", "--epochs", "2", "--seed", "2")
+    assert _metrics(tmp_path / "seed_2")["test"] != _metrics(uninterrupted)["test"]
 
 
 def _small_model(item_size=30):
