@@ -31,6 +31,9 @@ PLUS_PRESET = {
     "patience": 10,
 }
 PRESETS = ("paper", "plus")
+# Settings that change how fast a run goes, never what it computes: a resumed run may
+# take other values.
+SPEED_ONLY_FIELDS = ("eval_batch_size",)
 
 
 @dataclasses.dataclass
@@ -67,7 +70,7 @@ class TrainConfig:
     crop_ratio: float = 0.2
     mask_ratio: float = 0.7
     reorder_ratio: float = 0.2
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     validation_protocol: str = "reference"
     preset: str = "paper"
     next_item_loss: str = "bce"

@@ -22,8 +22,8 @@ class ICLRecModel(keras.Model):
     """ICLRec: a sequence encoder trained by a list of loss tasks.
 
     The total loss is `sum(task.weight * task(outputs))`. With `shared` view
-    encodings, the original input and the two augmented views are encoded in
-    one forward pass per step, and that result is shared by every task; with
+    encodings, the original input and the two augmented views are encoded once
+    per step, and that result is shared by every task; with
     `separate` (the reference's way), each contrastive task encodes the two
     views again, with its own dropout. Sharing is an efficiency difference,
     not a different objective.
@@ -118,8 +118,7 @@ class ICLRecModel(keras.Model):
         inputs = [batch["input_ids"]]
         if shared_views:
             inputs += [batch["view_1"], batch["view_2"]]
-        hidden = self._encode(tf.concat(inputs, axis=0), batch["input_ids"], training)
-        sequence_output, *view_outputs = tf.split(hidden, len(inputs), axis=0)
+        sequence_output, *view_outputs = self._encode(inputs, batch["input_ids"], training)
         outputs = StepOutputs(batch=batch, sequence_output=sequence_output,
                               item_embeddings=self.encoder.embedding_table,
                               view_outputs=tuple(view_outputs) or None,
@@ -137,23 +136,27 @@ class ICLRecModel(keras.Model):
 
     def _encode_views(self, batch, training):
         """The two views encoded once more, with fresh dropout: [batch, len, hidden] x 2."""
-        hidden = self._encode(tf.concat([batch["view_1"], batch["view_2"]], axis=0),
-                              batch["input_ids"], training)
-        return tuple(tf.split(hidden, 2, axis=0))
+        return tuple(self._encode([batch["view_1"], batch["view_2"]], batch["input_ids"],
+                                  training))
 
-    def _encode(self, stacked_ids, input_ids, training):
-        """Encodes rows stacked as [inputs; views...], grouped by their user's input length.
+    def _encode(self, parts, input_ids, training):
+        """Encodes each of `parts` (the user's input, views): [batch, len, hidden] each.
 
-        A view is never longer than its input, so the input's length serves all.
+        Padded, each part is its own encoder pass: on a 2-core CPU, three passes
+        of 256 sequences cost a fifth less than one of 768, whose activations no
+        longer fit in cache (docs/BENCHMARKS.md). Grouped by length, the parts
+        are stacked, so that rows of one width share a pass whatever part they
+        are from; a view is never longer than its input, so the input's length
+        serves all.
         """
         if not self.group_by_length:
-            return self.encoder(stacked_ids, training=training)
+            return [self.encoder(part, training=training) for part in parts]
         width = tf.shape(input_ids)[1]
         lengths = width - tf.argmax(tf.cast(input_ids > 0, tf.int32), axis=1,
                                     output_type=tf.int32)
-        copies = tf.shape(stacked_ids)[0] // tf.shape(input_ids)[0]
-        return encode_by_length(self.encoder, stacked_ids, tf.tile(lengths, [copies]),
-                                training=training)
+        hidden = encode_by_length(self.encoder, tf.concat(parts, axis=0),
+                                  tf.tile(lengths, [len(parts)]), training=training)
+        return tf.split(hidden, len(parts), axis=0)
 
     def intent_representation(self, hidden, item_ids):
         """[batch, hidden] what intents are computed from: `hidden` pooled by `pooling`."""

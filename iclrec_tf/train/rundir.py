@@ -11,7 +11,7 @@ import pathlib
 import tempfile
 
 from iclrec_tf import files
-from iclrec_tf.config import TrainConfig
+from iclrec_tf.config import SPEED_ONLY_FIELDS, TrainConfig
 from iclrec_tf.data.vocabulary import (
     ITEMS_FILE,
     dataset_vocabulary,
@@ -74,14 +74,15 @@ class RunDirectory:
 
         Raises:
           RunDirectoryError: the directory holds a run of other settings (the
-            message names the flags that differ).
+            message names the flags that differ; `SPEED_ONLY_FIELDS` may).
         """
         if not self.file(CONFIG_FILE).is_file():
             return None
         previous = self.config()
-        if previous != config:
-            changed = [field.name for field in dataclasses.fields(TrainConfig)
-                       if getattr(previous, field.name) != getattr(config, field.name)]
+        changed = [field.name for field in dataclasses.fields(TrainConfig)
+                   if field.name not in SPEED_ONLY_FIELDS
+                   and getattr(previous, field.name) != getattr(config, field.name)]
+        if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
             raise RunDirectoryError(f"--output-dir {self.path} holds a run with other "
                                     f"settings ({flags}); rerun it with the same flags, or "

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -23,6 +24,15 @@ def test_config_round_trip(tmp_path):
     config = TrainConfig(dataset="yelp", num_blocks=2, fnm=True)
     run.write_text("config.json", config.to_json())
     assert run.config() == config
+
+
+def test_a_resume_may_change_speed_settings_only(tmp_path):
+    run = RunDirectory(tmp_path, create=True)
+    config = TrainConfig(dataset="toys", eval_batch_size=1024)
+    run.write_text("config.json", config.to_json())
+    assert run.finished_metrics(dataclasses.replace(config, eval_batch_size=256)) is None
+    with pytest.raises(RunDirectoryError, match=r"other settings \(--seed\)"):
+        run.finished_metrics(dataclasses.replace(config, eval_batch_size=256, seed=2))
 
 
 def test_weights_are_replaced_atomically_and_reload(tmp_path):
