@@ -7,7 +7,8 @@ the second; prints one JSON object on its last line with `step_s` (median second
 per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
 validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
 TensorFlow op time by op type in a traced training step. `--deterministic` turns
-on TensorFlow's op determinism, as `fit` does by default.
+on TensorFlow's op determinism, as `fit` does by default; `--threads N` limits
+TensorFlow's threads as `fit --threads` does.
 """
 
 import argparse
@@ -25,6 +26,7 @@ from report import print_figures
 
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.train.distribute import limit_threads
 from iclrec_tf.train.run import prepare_training
 
 
@@ -112,7 +114,10 @@ def main():
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow op determinism, as `fit` (its default) runs")
+    parser.add_argument("--threads", type=int, help="as `fit --threads`")
     args = parser.parse_args()
+    if args.threads is not None:
+        limit_threads(args.threads)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
 

@@ -51,6 +51,10 @@ def build_parser():
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
                         default=True, help="bit-identical results for a seed on one machine "
                         "(TensorFlow op determinism; see docs/BENCHMARKS.md for its cost)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="TensorFlow's intra- and inter-op threads (default: its own "
+                        "choice, every core); give each of several trainings on one "
+                        "machine its share")
     cli.add_config_flags(parser, exclude=("dataset",))
     return parser
 
@@ -61,6 +65,8 @@ def main(argv=None):
         args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
     if args.log_every < 0:
         raise ConfigError(f"--log-every must be a non-negative integer, got {args.log_every}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
     output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(args.dataset).stem
     run_dir = RunDirectory(output_dir, create=True)
     finished = run_dir.finished_metrics(config)
@@ -81,9 +87,11 @@ def main(argv=None):
     # is one line on stderr, without TensorFlow's start-up messages.
     import tensorflow as tf
 
-    from iclrec_tf.train.distribute import make_strategy, worker_role
+    from iclrec_tf.train.distribute import limit_threads, make_strategy, worker_role
     from iclrec_tf.train.run import train
 
+    if args.threads is not None:
+        limit_threads(args.threads)
     strategy = make_strategy(args.strategy)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()

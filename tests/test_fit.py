@@ -47,6 +47,7 @@ NUMERIC_FLAGS = {"--epochs": "integer", "--batch-size": "integer",
     (["--dataset", "movies"], "fit: error: --dataset 'movies' is neither a dataset name"),
     (["--contrast-type", "both"], "fit: error: --contrast-type must be one of"),
     (["--strategy", "tpu"], "argument --strategy: invalid choice: 'tpu'"),
+    (["--threads", "0"], "fit: error: --threads must be a positive integer, got 0"),
 ])
 def test_bad_values_get_one_line_naming_the_flag(argv, message, capsys):
     try:

@@ -1,4 +1,5 @@
-"""tf.distribute: the strategy of `--strategy`, and which worker is the chief.
+"""tf.distribute: the strategy of `--strategy`, which worker is the chief, and the
+CPU threads of `--threads`.
 
 The losses' side of a strategy (batch-global sums and gathered rows) is in
 `iclrec_tf.model.replicas`.
@@ -10,6 +11,28 @@ import os
 import tensorflow as tf
 
 from iclrec_tf.errors import ConfigError
+
+
+def limit_threads(threads):
+    """Gives TensorFlow `threads` intra-op and `threads` inter-op threads.
+
+    Several trainings on one machine run faster each with its share of the cores
+    than all with every core: two on 2 cores, at one thread each, take 0.7x the
+    time of both at TensorFlow's default (docs/BENCHMARKS.md).
+
+    Raises:
+      ConfigError: once TensorFlow has started in this process with other
+        settings: they can only be chosen before.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        current = (tf.config.threading.get_intra_op_parallelism_threads(),
+                   tf.config.threading.get_inter_op_parallelism_threads())
+        if current != (threads, threads):
+            raise ConfigError(f"--threads {threads}: TensorFlow has already started in this "
+                              "process with other thread settings") from None
 
 
 def make_strategy(name):

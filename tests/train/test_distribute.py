@@ -104,7 +104,7 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
             [sys.executable, "-m", "iclrec_tf.fit", "--strategy", "multi_worker",
              "--dataset", "toys", "--data-dir", str(data_dir), "--max-users", "1000",
              "--num-intent-clusters", "16", "--epochs", "2", "--verbose", "2",
-             "--output-dir", str(run_dir)],
+             "--threads", "1", "--output-dir", str(run_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env))
     outputs = [process.communicate(timeout=1200) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
@@ -118,6 +118,30 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
     assert outputs[1][0].count("E-step") == 2
     written = [p.relative_to(worker) for p in worker.rglob("*") if p.is_file()]
     assert written == []
+
+
+def test_threads_are_set_before_tensorflow_starts_and_refused_after():
+    script = """
+import iclrec_tf
+import tensorflow as tf
+from iclrec_tf.errors import ConfigError
+from iclrec_tf.train.distribute import limit_threads
+limit_threads(1)
+tf.constant(1.0) + 1.0  # TensorFlow starts here
+print(tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+limit_threads(1)  # the same settings again: nothing to change
+try:
+    limit_threads(2)
+except ConfigError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [
+        "1 1", "--threads 2: TensorFlow has already started in this process with other "
+        "thread settings"]
 
 
 def test_multi_worker_without_tf_config_is_a_flag_error(monkeypatch, capsys, tmp_path):
