@@ -14,6 +14,8 @@ setup(
         "tf-keras>=2.21,<2.22",
         "tensorflow-recommenders>=0.7.7,<0.8",
         "scikit-learn>=1.5,<2",
+        # fit --threads: the E-step k-means's OpenMP and BLAS threads.
+        "threadpoolctl>=3.1,<4",
         "tensorboard>=2.21,<2.22",
         "numpy>=1.26,<3",
         # pipelines/prepare.py: streaming CSV reading (docs/BENCHMARKS.md).

@@ -52,8 +52,8 @@ def build_parser():
                         default=True, help="bit-identical results for a seed on one machine "
                         "(TensorFlow op determinism; see docs/BENCHMARKS.md for its cost)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="TensorFlow's intra- and inter-op threads (default: its own "
-                        "choice, every core); give each of several trainings on one "
+                        help="CPU threads of each pool, TensorFlow's and the k-means's "
+                        "(default: every core); give each of several trainings on one "
                         "machine its share")
     cli.add_config_flags(parser, exclude=("dataset",))
     return parser

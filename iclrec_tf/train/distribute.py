@@ -9,16 +9,19 @@ import json
 import os
 
 import tensorflow as tf
+import threadpoolctl
 
 from iclrec_tf.errors import ConfigError
 
 
 def limit_threads(threads):
-    """Gives TensorFlow `threads` intra-op and `threads` inter-op threads.
+    """Gives the training `threads` CPU threads in each of its pools.
 
-    Several trainings on one machine run faster each with its share of the cores
-    than all with every core: two on 2 cores, at one thread each, take 0.7x the
-    time of both at TensorFlow's default (docs/BENCHMARKS.md).
+    TensorFlow's intra-op and inter-op pools, and the OpenMP and BLAS pools of the
+    E-step's scikit-learn k-means (through `threadpoolctl`, for the calling thread,
+    where Keras runs its callbacks). Several trainings on one machine run faster
+    each with its share of the cores than all with every core: two on 2 cores, at
+    one thread each, take 0.7x the time of both at the defaults (docs/BENCHMARKS.md).
 
     Raises:
       ConfigError: once TensorFlow has started in this process with other
@@ -33,6 +36,8 @@ def limit_threads(threads):
         if current != (threads, threads):
             raise ConfigError(f"--threads {threads}: TensorFlow has already started in this "
                               "process with other thread settings") from None
+    import sklearn.cluster  # noqa: F401  (loads the OpenMP runtime that k-means uses)
+    threadpoolctl.threadpool_limits(limits=threads)
 
 
 def make_strategy(name):

@@ -120,7 +120,7 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
     assert written == []
 
 
-def test_threads_are_set_before_tensorflow_starts_and_refused_after():
+def test_threads_limit_tensorflow_and_kmeans_and_are_refused_once_started():
     script = """
 import iclrec_tf
 import tensorflow as tf
@@ -128,8 +128,10 @@ from iclrec_tf.errors import ConfigError
 from iclrec_tf.train.distribute import limit_threads
 limit_threads(1)
 tf.constant(1.0) + 1.0  # TensorFlow starts here
+import threadpoolctl
 print(tf.config.threading.get_intra_op_parallelism_threads(),
-      tf.config.threading.get_inter_op_parallelism_threads())
+      tf.config.threading.get_inter_op_parallelism_threads(),
+      sorted({pool["num_threads"] for pool in threadpoolctl.threadpool_info()}))
 limit_threads(1)  # the same settings again: nothing to change
 try:
     limit_threads(2)
@@ -140,7 +142,7 @@ except ConfigError as error:
                             cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == [
-        "1 1", "--threads 2: TensorFlow has already started in this process with other "
+        "1 1 [1]", "--threads 2: TensorFlow has already started in this process with other "
         "thread settings"]
 
 
