@@ -34,6 +34,10 @@ PRESETS = ("paper", "plus")
 # Settings that change how fast a run goes, never what it computes: a resumed run may
 # take other values.
 SPEED_ONLY_FIELDS = ("eval_batch_size",)
+# Settings a resumed run may raise: up to the epoch where the lower value would have
+# ended it, a run of either value trains the same, so it goes on as a run started
+# with the higher value would have.
+EXTENDABLE_FIELDS = ("epochs", "patience")
 
 
 @dataclasses.dataclass

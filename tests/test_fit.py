@@ -133,7 +133,7 @@ def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path)
     def command(run_dir):
         return [sys.executable, "-u", "-m", "iclrec_tf.fit", "--dataset", str(path),
                 "--preset", "plus", "--num-intent-clusters", "8", "--num-blocks", "1",
-                "--hidden-size", "16", "--batch-size", "32", "--epochs", "3",
+                "--hidden-size", "16", "--batch-size", "32", "--epochs", "2",
                 "--output-dir", str(run_dir), "--verbose", "2", "--log-every", "0"]
 
     def metrics(run_dir):
@@ -162,7 +162,7 @@ def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path)
 
     with open(killed / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    assert [row["epoch"] for row in rows] == ["0", "1"]
     assert {"rec_loss", "seqcl_loss", "icl_loss"} <= set(rows[0])
     tags = {value.tag for events in (killed / "train").glob("events.out.tfevents.*")
             for event in tf.compat.v1.train.summary_iterator(str(events))

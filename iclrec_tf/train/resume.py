@@ -78,6 +78,13 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         if state.has_best_weights.numpy():
             self.best_weights = [variable.numpy() for variable in state.best_weights]
 
+    @property
+    def has_stopped(self):
+        """Whether the restored run has stopped early under this `patience`: a run
+        resumed with a higher one trains on."""
+        state = self.state
+        return bool(state.stopped.numpy()) and int(state.wait.numpy()) >= self.patience
+
     def on_epoch_end(self, epoch, logs=None):
         previous_best_weights = self.best_weights
         super().on_epoch_end(epoch, logs)

@@ -79,7 +79,7 @@ class Training:
     @property
     def stopped_early(self):
         """Whether the restored run had already stopped early (it trains no further)."""
-        return bool(self.early_stopping.state.stopped.numpy())
+        return self.early_stopping.has_stopped
 
     def callbacks(self, board=None, history_file=None):
         """The callbacks of `model.fit`, in the one order that works.

@@ -11,7 +11,7 @@ import pathlib
 import tempfile
 
 from iclrec_tf import files
-from iclrec_tf.config import SPEED_ONLY_FIELDS, TrainConfig
+from iclrec_tf.config import EXTENDABLE_FIELDS, SPEED_ONLY_FIELDS, TrainConfig
 from iclrec_tf.data.vocabulary import (
     ITEMS_FILE,
     dataset_vocabulary,
@@ -69,12 +69,17 @@ class RunDirectory:
     def finished_metrics(self, config):
         """Checks that the directory is new or holds a run of `config`.
 
+        A run may be resumed with other `SPEED_ONLY_FIELDS`, and with higher
+        `EXTENDABLE_FIELDS` (`--epochs`, `--patience`): a finished run is then
+        reopened, its `metrics.json` removed, and it trains on from its last
+        checkpoint.
+
         Returns:
           That run's `metrics.json` if it has finished, else None.
 
         Raises:
           RunDirectoryError: the directory holds a run of other settings (the
-            message names the flags that differ; `SPEED_ONLY_FIELDS` may).
+            message names the flags that differ).
         """
         if not self.file(CONFIG_FILE).is_file():
             return None
@@ -82,14 +87,22 @@ class RunDirectory:
         changed = [field.name for field in dataclasses.fields(TrainConfig)
                    if field.name not in SPEED_ONLY_FIELDS
                    and getattr(previous, field.name) != getattr(config, field.name)]
-        if changed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raised = [name for name in changed if name in EXTENDABLE_FIELDS
+                  and getattr(config, name) > getattr(previous, name)]
+        refused = [name for name in changed if name not in raised]
+        if refused:
+            flags = ", ".join("--" + name.replace("_", "-") for name in refused)
             raise RunDirectoryError(f"--output-dir {self.path} holds a run with other "
-                                    f"settings ({flags}); rerun it with the same flags, or "
-                                    "choose another --output-dir")
-        if self.file(METRICS_FILE).is_file():
-            return self.read_json(METRICS_FILE)
-        return None
+                                    f"settings ({flags}); rerun it with the same flags "
+                                    "(--epochs and --patience may be raised), or choose "
+                                    "another --output-dir")
+        metrics = self.file(METRICS_FILE)
+        if not metrics.is_file():
+            return None
+        if raised:
+            metrics.unlink()
+            return None
+        return self.read_json(METRICS_FILE)
 
     def save_weights(self, model):
         """Saves a TF checkpoint of `model` into `weights/`, replacing it atomically."""

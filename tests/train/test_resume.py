@@ -120,11 +120,32 @@ def test_a_finished_run_says_so_and_does_not_train_again(uninterrupted, data_dir
     assert (uninterrupted / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_another_seed_gives_other_metrics(uninterrupted, data_dir, tmp_path):
-    # That the same seed gives the same metrics file, the killed runs above show: each
-    # one starts afresh and ends byte for byte where the uninterrupted run did.
-    _fit(data_dir, tmp_path / "seed_2", "--epochs", "2", "--seed", "2")
-    assert _metrics(tmp_path / "seed_2")["test"] != _metrics(uninterrupted)["test"]
+def test_a_finished_run_given_more_epochs_and_patience_trains_on_to_the_same_result(
+        uninterrupted, data_dir, tmp_path):
+    run_dir = tmp_path / "extended"
+    _fit(data_dir, run_dir, "--epochs", "1", "--patience", "0")
+    assert _metrics(run_dir)["epochs_trained"] == 1
+    extended = _fit(data_dir, run_dir, "--epochs", "2")  # and the default patience, 40
+    assert "after epoch 1" in extended and "E-step 1:" not in extended
+    assert _same_metrics_file(run_dir, uninterrupted)
+    assert json.loads((run_dir / "config.json").read_text())["patience"] == 40
+
+
+def test_a_run_stopped_early_trains_on_under_a_higher_patience_only(tmp_path):
+    from iclrec_tf.train.resume import EarlyStoppingState, ResumableEarlyStopping
+
+    state = EarlyStoppingState(_small_model())
+    state.wait.assign(10)
+    state.stopped.assign(True)
+
+    def stopping(patience):
+        return ResumableEarlyStopping(state, monitor="val_NDCG@20", mode="max",
+                                      patience=patience)
+
+    assert stopping(10).has_stopped and stopping(5).has_stopped
+    assert not stopping(20).has_stopped
+    state.stopped.assign(False)  # ended by --epochs, not by early stopping
+    assert not stopping(10).has_stopped
 
 
 def _small_model(item_size=30):

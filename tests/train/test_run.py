@@ -30,6 +30,29 @@ def test_callbacks_run_e_step_validation_early_stopping_board_history_checkpoint
     assert [type(c) for c in plain.callbacks()] == [RankingValidation, ResumableEarlyStopping]
 
 
+def test_the_seed_fixes_the_initial_weights_and_the_batches(tmp_path):
+    # With the killed and extended runs of test_resume.py, which end byte for byte
+    # where an uninterrupted run of the same seed does.
+    data = load_sequences(write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users=16)))
+
+    def start(seed):
+        config = TrainConfig(num_intent_clusters=4, num_blocks=1, hidden_size=8,
+                             max_seq_length=10, batch_size=8, seed=seed).validate()
+        training = prepare_training(config, data)
+        batch = next(iter(training.train_data))
+        return ([w.numpy() for w in training.model.weights],
+                tf.nest.map_structure(lambda t: t.numpy(), batch))
+
+    (weights, batch), (same_weights, same_batch), (other_weights, other_batch) = (
+        start(1), start(1), start(2))
+    for value, same in zip(weights, same_weights, strict=True):
+        np.testing.assert_array_equal(value, same)
+    tf.nest.map_structure(np.testing.assert_array_equal, batch, same_batch)
+    assert not all(np.array_equal(a, b) for a, b in zip(weights, other_weights, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in
+                   zip(tf.nest.flatten(batch), tf.nest.flatten(other_batch), strict=True))
+
+
 def test_reference_adam_matches_pytorch_adam_with_sparse_and_dense_gradients():
     rng = np.random.default_rng(0)
     table, dense = rng.standard_normal((5, 3)), rng.standard_normal(4)

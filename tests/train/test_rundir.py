@@ -35,6 +35,22 @@ def test_a_resume_may_change_speed_settings_only(tmp_path):
         run.finished_metrics(dataclasses.replace(config, eval_batch_size=256, seed=2))
 
 
+def test_a_resume_may_raise_epochs_and_patience_and_reopens_a_finished_run(tmp_path):
+    run = RunDirectory(tmp_path, create=True)
+    config = TrainConfig(dataset="toys", epochs=40, patience=10)
+    run.write_text("config.json", config.to_json())
+    run.write_json("metrics.json", {"best_epoch": 30})
+    assert run.finished_metrics(config) == {"best_epoch": 30}
+    for lowered, flag in ((dataclasses.replace(config, patience=5), "--patience"),
+                          (dataclasses.replace(config, epochs=300, patience=5), "--patience"),
+                          (dataclasses.replace(config, epochs=20), "--epochs")):
+        with pytest.raises(RunDirectoryError, match=rf"other settings \({flag}\)"):
+            run.finished_metrics(lowered)
+    assert run.file("metrics.json").is_file()
+    assert run.finished_metrics(dataclasses.replace(config, epochs=300, patience=20)) is None
+    assert not run.file("metrics.json").exists()  # it trains on, and writes it again
+
+
 def test_weights_are_replaced_atomically_and_reload(tmp_path):
     run = RunDirectory(tmp_path, create=True)
     config = TrainConfig(max_seq_length=5, hidden_size=8, num_blocks=1, num_intent_clusters=2)
