@@ -8,7 +8,7 @@ per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
 validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
 TensorFlow op time by op type in a traced training step. `--deterministic` turns
 on TensorFlow's op determinism, as `fit` does by default; `--threads N` limits
-TensorFlow's threads as `fit --threads` does.
+the threads as `fit --threads` does.
 """
 
 import argparse

@@ -72,8 +72,8 @@ def main(argv=None):
     finished = run_dir.finished_metrics(config)
     if finished is not None:
         print(f"{run_dir.path} has finished (best epoch {finished['best_epoch']} of "
-              f"{finished['epochs_trained']}); nothing to do. Choose another --output-dir "
-              "to train again.", flush=True)
+              f"{finished['epochs_trained']}); nothing to do. Raise --epochs or --patience "
+              "to train it on, or choose another --output-dir to train again.", flush=True)
         return 0
     start = time.perf_counter()
     dataset_path = resolve_dataset(args.dataset, args.data_dir)
