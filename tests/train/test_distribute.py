@@ -103,7 +103,7 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "iclrec_tf.fit", "--strategy", "multi_worker",
              "--dataset", "toys", "--data-dir", str(data_dir), "--max-users", "1000",
-             "--num-intent-clusters", "16", "--epochs", "2", "--verbose", "2",
+             "--num-intent-clusters", "16", "--epochs", "1", "--verbose", "2",
              "--threads", "1", "--output-dir", str(run_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env))
     outputs = [process.communicate(timeout=1200) for process in processes]
@@ -111,11 +111,12 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
         assert process.returncode == 0, stderr[-3000:]
     chief, worker = run_dirs
     metrics = json.loads((chief / "metrics.json").read_text())
-    assert metrics["epochs_trained"] == 2 and metrics["test"]["HR@20"] > 0
-    assert (chief / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
+    assert metrics["epochs_trained"] == 1 and metrics["test"]["HR@20"] > 0
+    assert (chief / "history.csv").read_text().count("\n") == 2  # header + 1 epoch
     assert (chief / "weights" / "model.index").is_file()
-    # The other worker took part in every epoch (its own E-step lines) but wrote nothing.
-    assert outputs[1][0].count("E-step") == 2
+    # The other worker took part (its own E-step line, its share of the checkpoint
+    # save) but wrote nothing.
+    assert outputs[1][0].count("E-step") == 1
     written = [p.relative_to(worker) for p in worker.rglob("*") if p.is_file()]
     assert written == []
 
