@@ -8,7 +8,7 @@ import dataclasses
 import sys
 import time
 
-from iclrec_tf.config import TrainConfig
+from iclrec_tf.config import TrainConfig, flag_name
 from iclrec_tf.errors import UserError
 
 
@@ -24,7 +24,7 @@ def add_config_flags(parser, exclude=()):
     for field in dataclasses.fields(TrainConfig):
         if field.name in exclude:
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = flag_name(field.name)
         if field.type in (bool, "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:

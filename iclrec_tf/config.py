@@ -112,11 +112,12 @@ class TrainConfig:
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{flag_name(name)} must be a positive integer, got {value!r}")
         for name in ("max_users", "patience", "warm_up_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{_flag(name)} must be a non-negative integer, got {value!r}")
+                raise ConfigError(
+                    f"{flag_name(name)} must be a non-negative integer, got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -124,12 +125,12 @@ class TrainConfig:
         for name in ("seqcl_weight", "icl_weight", "initializer_range"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{_flag(name)} must be a non-negative number, got {value!r}")
+                raise ConfigError(f"{flag_name(name)} must be a non-negative number, got {value!r}")
         for name in ("hidden_dropout", "attention_dropout", "crop_ratio", "mask_ratio",
                      "reorder_ratio"):
             value = getattr(self, name)
             if not 0 <= value < 1:
-                raise ConfigError(f"{_flag(name)} must be in [0, 1), got {value!r}")
+                raise ConfigError(f"{flag_name(name)} must be in [0, 1), got {value!r}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"--hidden-size ({self.hidden_size}) must be a multiple of "
@@ -147,7 +148,7 @@ class TrainConfig:
                               ("mixed_precision", MIXED_PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
-                    f"{_flag(name)} must be one of {', '.join(allowed)}, "
+                    f"{flag_name(name)} must be one of {', '.join(allowed)}, "
                     f"got {getattr(self, name)!r}"
                 )
         if self.length_buckets:
@@ -189,5 +190,6 @@ def check_top_k(top_k, num_items):
                           f"items), got {top_k!r}")
 
 
-def _flag(name):
-    return "--" + name.replace("_", "-")
+def flag_name(field_name):
+    """The command-line flag of a `TrainConfig` field: `num_blocks` is `--num-blocks`."""
+    return "--" + field_name.replace("_", "-")

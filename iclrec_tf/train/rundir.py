@@ -11,7 +11,7 @@ import pathlib
 import tempfile
 
 from iclrec_tf import files
-from iclrec_tf.config import EXTENDABLE_FIELDS, SPEED_ONLY_FIELDS, TrainConfig
+from iclrec_tf.config import EXTENDABLE_FIELDS, SPEED_ONLY_FIELDS, TrainConfig, flag_name
 from iclrec_tf.data.vocabulary import (
     ITEMS_FILE,
     dataset_vocabulary,
@@ -91,7 +91,7 @@ class RunDirectory:
                   and getattr(config, name) > getattr(previous, name)]
         refused = [name for name in changed if name not in raised]
         if refused:
-            flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+            flags = ", ".join(flag_name(name) for name in refused)
             raise RunDirectoryError(f"--output-dir {self.path} holds a run with other "
                                     f"settings ({flags}); rerun it with the same flags "
                                     "(--epochs and --patience may be raised), or choose "
