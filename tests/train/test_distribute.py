@@ -103,8 +103,8 @@ def test_two_workers_train_to_the_end_and_only_the_chief_writes(tmp_path, data_d
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "iclrec_tf.fit", "--strategy", "multi_worker",
              "--dataset", "toys", "--data-dir", str(data_dir), "--max-users", "1000",
-             "--num-intent-clusters", "16", "--epochs", "1", "--verbose", "2",
-             "--threads", "1", "--output-dir", str(run_dir)],
+             "--num-intent-clusters", "16", "--num-blocks", "1", "--max-seq-length", "20",
+             "--epochs", "1", "--verbose", "2", "--threads", "1", "--output-dir", str(run_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env))
     outputs = [process.communicate(timeout=1200) for process in processes]
     for process, (_, stderr) in zip(processes, outputs, strict=True):
