@@ -1,6 +1,7 @@
 """Wall time until a training's test NDCG@20 first reaches a target.
 
     python benchmarks/time_to_quality.py --dataset toys --preset plus --target 0.0560
+        [fit's flags, e.g. --next-item-loss sampled]
 
 Trains as `python -m iclrec_tf.fit` does (E-step, validation, early stopping on
 valid NDCG@20), and, for this measurement only, also evaluates test after
@@ -11,7 +12,6 @@ model building and tracing included) to that epoch's test, `train_seconds`
 from the start of training, `epochs`, and the test NDCG@20 and HR@20 then.
 """
 
-import argparse
 import time
 
 START = time.perf_counter()
@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from report import print_figures  # noqa: E402
 
+from iclrec_tf import cli  # noqa: E402
 from iclrec_tf.config import TrainConfig  # noqa: E402
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset  # noqa: E402
 from iclrec_tf.train.run import prepare_training  # noqa: E402
@@ -57,26 +58,25 @@ class TestUntilTarget(keras.callbacks.Callback):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="toys")
     parser.add_argument("--data-dir")
-    parser.add_argument("--preset", default="plus")
     parser.add_argument("--target", type=float, default=0.0560,
                         help="test NDCG@20 to reach (default: the paper's Toys figure)")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
+    cli.add_config_flags(parser, exclude=("dataset",))  # as fit takes them
     args = parser.parse_args()
     tf.config.experimental.enable_op_determinism()  # as fit runs
 
-    config = TrainConfig.for_dataset(args.dataset, preset=args.preset, epochs=args.epochs,
-                                     seed=args.seed).validate()
+    overrides = {"preset": "plus", "epochs": 100,
+                 **cli.config_overrides(args, exclude=("dataset",))}
+    config = TrainConfig.for_dataset(args.dataset, **overrides).validate()
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     tester = TestUntilTarget(training.evaluator("test", "reference"), args.target)
     training.model.fit(training.train_data, epochs=config.epochs, verbose=0,
                        steps_per_epoch=training.steps_per_epoch,
                        callbacks=training.callbacks() + [tester])
-    figures = {"dataset": args.dataset, "preset": args.preset, "target": args.target,
+    figures = {"dataset": args.dataset, "preset": config.preset, "target": args.target,
                "reached": tester.reached is not None,
                **(tester.reached or {"seconds": round(time.perf_counter() - START, 1),
                                      "epochs": len(tester.curve)})}
@@ -84,4 +84,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli.run(main, "time_to_quality.py"))

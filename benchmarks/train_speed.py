@@ -8,10 +8,10 @@ per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
 validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
 TensorFlow op time by op type in a traced training step. `--deterministic` turns
 on TensorFlow's op determinism, as `fit` does by default; `--threads N` limits
-the threads as `fit --threads` does.
+the threads as `fit --threads` does. Every other flag of `fit` (`--preset`,
+`--mixed-precision`, `--next-item-loss`, ...) sets the trained configuration.
 """
 
-import argparse
 import resource
 import statistics
 import time
@@ -24,6 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 from report import print_figures
 
+from iclrec_tf import cli
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset
 from iclrec_tf.train.distribute import limit_threads
@@ -106,23 +107,23 @@ def profile_steps(training, steps=3):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="toys")
     parser.add_argument("--data-dir")
-    parser.add_argument("--preset", default="paper", help="paper (default) or plus")
-    parser.add_argument("--mixed-precision", default="float32", help="float32 or bfloat16")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow op determinism, as `fit` (its default) runs")
     parser.add_argument("--threads", type=int, help="as `fit --threads`")
+    cli.add_config_flags(parser, exclude=("dataset", "epochs"))  # as fit takes them
     args = parser.parse_args()
     if args.threads is not None:
         limit_threads(args.threads)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    config = TrainConfig.for_dataset(args.dataset, preset=args.preset, epochs=2,
-                                     mixed_precision=args.mixed_precision).validate()
+    config = TrainConfig.for_dataset(
+        args.dataset, epochs=2,
+        **cli.config_overrides(args, exclude=("dataset", "epochs"))).validate()
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     stopwatch = Stopwatch()
@@ -144,4 +145,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli.run(main, "train_speed.py"))
