@@ -25,7 +25,6 @@ import tf_keras as keras  # noqa: E402
 from report import print_figures  # noqa: E402
 
 from iclrec_tf import cli  # noqa: E402
-from iclrec_tf.config import TrainConfig  # noqa: E402
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset  # noqa: E402
 from iclrec_tf.train.run import prepare_training  # noqa: E402
 
@@ -67,9 +66,7 @@ def main():
     args = parser.parse_args()
     tf.config.experimental.enable_op_determinism()  # as fit runs
 
-    overrides = {"preset": "plus", "epochs": 100,
-                 **cli.config_overrides(args, exclude=("dataset",))}
-    config = TrainConfig.for_dataset(args.dataset, **overrides).validate()
+    config = cli.config_from_flags(args, preset="plus", epochs=100)
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     tester = TestUntilTarget(training.evaluator("test", "reference"), args.target)

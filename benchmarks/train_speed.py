@@ -25,7 +25,6 @@ import tf_keras as keras
 from report import print_figures
 
 from iclrec_tf import cli
-from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset
 from iclrec_tf.train.distribute import limit_threads
 from iclrec_tf.train.run import prepare_training
@@ -121,9 +120,7 @@ def main():
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    config = TrainConfig.for_dataset(
-        args.dataset, epochs=2,
-        **cli.config_overrides(args, exclude=("dataset", "epochs"))).validate()
+    config = cli.config_from_flags(args, epochs=2)  # no --epochs flag here
     data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     stopwatch = Stopwatch()

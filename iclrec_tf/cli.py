@@ -33,10 +33,16 @@ def add_config_flags(parser, exclude=()):
                                 help=f"default {field.default} (or the dataset preset)")
 
 
-def config_overrides(args, exclude=()):
-    """The `TrainConfig` fields that were given on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if f.name not in exclude and getattr(args, f.name, None) is not None}
+def config_from_flags(args, **defaults):
+    """The validated `TrainConfig` of `args.dataset`: each field from its flag if
+    one was given, else from `defaults`, else from the dataset's preset.
+
+    Raises:
+      ConfigError: naming the flag of the first bad setting.
+    """
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name != "dataset" and getattr(args, f.name, None) is not None}
+    return TrainConfig.for_dataset(args.dataset, **{**defaults, **given}).validate()
 
 
 def phase(name, start):

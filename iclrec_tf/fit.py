@@ -14,7 +14,7 @@ import sys
 import time
 
 from iclrec_tf import cli
-from iclrec_tf.config import TrainConfig, check_top_k
+from iclrec_tf.config import check_top_k
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset
 from iclrec_tf.errors import ConfigError
 from iclrec_tf.train.rundir import CONFIG_FILE, RunDirectory
@@ -61,8 +61,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    config = TrainConfig.for_dataset(
-        args.dataset, **cli.config_overrides(args, exclude=("dataset",))).validate()
+    config = cli.config_from_flags(args)
     if args.log_every < 0:
         raise ConfigError(f"--log-every must be a non-negative integer, got {args.log_every}")
     if args.threads is not None and args.threads < 1:
