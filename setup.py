@@ -23,7 +23,7 @@ setup(
     ],
     extras_require={
         # matplotlib: the suite tests benchmarks/plot_curves.py too.
-        "test": ["pytest>=8,<10", "ruff>=0.6,<1", "matplotlib>=3.8,<4"],
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ruff>=0.6,<1", "matplotlib>=3.8,<4"],
         # benchmarks/plot_curves.py: learning curves as PNG.
         "plots": ["matplotlib>=3.8,<4"],
         # benchmarks/prepare_speed.py --compare: the reader it was chosen against.

@@ -8,6 +8,19 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items):
+    """Groups tests for pytest-xdist's `loadgroup` (setup.cfg): a module's tests run
+    on one worker, so that its module fixtures are built once, and so do the tests
+    of the `toys_run` session fixture, a real `fit`, wherever they live."""
+    for item in items:
+        uses_toys_run = "toys_run" in getattr(item, "fixturenames", ())
+        group = "toys_run" if uses_toys_run else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+    # Heavy modules first: scheduled last, they would leave one worker idle at the end.
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 def shared_data_dir():
     """`$ICLREC_DATA_DIR`, else the `../shared/data` beside the checkout."""
     return pathlib.Path(os.environ.get("ICLREC_DATA_DIR", REPO.parent / "shared" / "data"))

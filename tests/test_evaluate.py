@@ -7,6 +7,8 @@ from conftest import REPO, reference_dir
 
 from iclrec_tf import cli, evaluate
 
+pytestmark = pytest.mark.heavy
+
 
 def test_evaluate_a_run_reproduces_its_test_metrics(toys_run, data_dir):
     run_dir, _ = toys_run

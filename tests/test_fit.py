@@ -8,6 +8,8 @@ from iclrec_tf import cli, fit
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.train.metrics import METRIC_NAMES
 
+pytestmark = pytest.mark.heavy
+
 
 def test_one_epoch_on_toys_writes_the_run_directory(toys_run):
     run_dir, stdout = toys_run

@@ -13,6 +13,8 @@ from conftest import REPO, synthetic_sequences, write_dataset
 
 from iclrec_tf import cli, fit
 
+pytestmark = pytest.mark.heavy
+
 # Runs in a fresh process: logical devices must be set before TensorFlow starts.
 MIRRORED_STEP = textwrap.dedent("""
     import json, sys

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+pytestmark = pytest.mark.heavy
+
 # The runs' umask, as a user's shell usually has it: files 0644, directories 0755.
 USUAL_UMASK = 0o022
 SUBSET = ["--dataset", "toys", "--max-users", "1500", "--num-intent-clusters", "32",
