@@ -22,8 +22,9 @@ setup(
         "pyarrow>=16,<27",
     ],
     extras_require={
-        # matplotlib: the suite tests benchmarks/plot_curves.py too.
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ruff>=0.6,<1", "matplotlib>=3.8,<4"],
+        # matplotlib: the suite tests benchmarks/plot_curves.py too. pytest below 9.2:
+        # there pytest-xdist's loadgroup silently stops grouping (pytest-xdist#1386).
+        "test": ["pytest>=8,<9.2", "pytest-xdist>=3.5,<4", "ruff>=0.6,<1", "matplotlib>=3.8,<4"],
         # benchmarks/plot_curves.py: learning curves as PNG.
         "plots": ["matplotlib>=3.8,<4"],
         # benchmarks/prepare_speed.py --compare: the reader it was chosen against.
