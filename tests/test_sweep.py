@@ -1,0 +1,96 @@
+import json
+
+import pytest
+from conftest import REPO, synthetic_sequences, write_dataset
+
+from iclrec_tf import cli, sweep
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "queue.txt"
+    path.write_text(text)
+    return path
+
+
+def test_a_queue_reads_names_and_fit_flags_skipping_comments(tmp_path):
+    queue = _write(tmp_path, "# the rows\n\n"
+                   "base   --dataset toys --patience 10  # trailing comment\n"
+                   "deep/plus --dataset beauty --preset plus --fnm\n")
+    assert sweep.read_queue(queue) == [
+        ("base", ["--dataset", "toys", "--patience", "10"]),
+        ("deep/plus", ["--dataset", "beauty", "--preset", "plus", "--fnm"]),
+    ]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a --dataset toys\nb --bogus 3\n", "queue.txt:2: unrecognized arguments: --bogus 3"),
+    ("a --pooling sum\n", "queue.txt:1: --pooling must be one of"),
+    ("a --epochs 0\n", "queue.txt:1: --epochs must be a positive integer, got 0"),
+    ("a --lr fast\n", "queue.txt:1: argument --lr: invalid float value: 'fast'"),
+    ("a --length-buckets\n", "queue.txt:1: --length-buckets"),
+    ("a --dataset movies\n", "queue.txt:1: --dataset 'movies' is neither a dataset name"),
+    ("a\nb\na --seed 2\n", "queue.txt:3: run 'a' is already on line 1"),
+    ("--dataset toys\n", "queue.txt:1: a line starts with the run's name"),
+    ("../up --dataset toys\n", "queue.txt:1: a line starts with the run's name"),
+    ("a --output-dir elsewhere\n", "queue.txt:1: --output-dir is set by the sweep"),
+    ("a --threads=2\n", "queue.txt:1: --threads is set by the sweep"),
+    ("a --dataset 'toys\n", "queue.txt:1: No closing quotation"),
+    ("# nothing\n\n", "queue.txt: the queue holds no run"),
+])
+def test_a_bad_queue_line_is_one_line_naming_the_file_and_line(tmp_path, capsys, text, message):
+    queue = _write(tmp_path, text)
+    code = cli.run(lambda: sweep.main([str(queue), "--output-dir", str(tmp_path / "runs")]),
+                   "sweep")
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and "\n" not in err
+    assert err.startswith(f"sweep: error: {tmp_path}")
+    assert not (tmp_path / "runs").exists()  # checked before anything trains
+
+
+def test_a_missing_queue_names_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.txt"
+    code = cli.run(lambda: sweep.main([str(missing), "--output-dir", str(tmp_path)]), "sweep")
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sweep: error: {missing}: cannot read the queue (No such file or directory)")
+
+
+@pytest.mark.heavy
+def test_a_sweep_trains_what_is_left_reports_failures_and_resumes(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(REPO)
+    data = write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users=60, num_items=25))
+    small = (f"--dataset {data} --epochs 1 --num-blocks 1 --hidden-size 8 "
+             "--num-intent-clusters 4 --batch-size 32")
+    queue = _write(tmp_path, f"done {small}\n"
+                             f"fresh {small} --contrast-type none\n"
+                             f"nested/seed2 {small} --contrast-type none --seed 2\n"
+                             # more intents than users: fit refuses it once it has the data
+                             f"refused {small} --num-intent-clusters 100\n")
+    runs = tmp_path / "runs"
+    (runs / "done").mkdir(parents=True)
+    (runs / "done" / "metrics.json").write_text("{}")
+
+    failed = sweep.run_queue(sweep.read_queue(queue), runs, threads=1)
+
+    assert failed == ["refused"]
+    out = capsys.readouterr().out
+    assert "done: finished before, skipped" in out
+    assert "refused: fit exited with 2" in out
+    assert (runs / "done" / "metrics.json").read_text() == "{}"  # left alone
+    for name in ("fresh", "nested/seed2"):
+        metrics = json.loads((runs / name / "metrics.json").read_text())
+        assert metrics["epochs_trained"] == 1
+        assert f"{name}: done in" in out
+        log = (runs / f"{name}.log").read_text()
+        assert log.startswith("$ ") and "--threads 1" in log.splitlines()[0]
+        assert "Best epoch 1" in log
+    assert "exceeds the number of users (60)" in (runs / "refused.log").read_text()
+    assert json.loads((runs / "nested/seed2" / "config.json").read_text())["seed"] == 2
+
+    # the same command again: only what failed runs again
+    assert sweep.run_queue(sweep.read_queue(queue), runs, threads=1) == ["refused"]
+    out = capsys.readouterr().out
+    assert all(f"{name}: finished before, skipped" in out
+               for name in ("done", "fresh", "nested/seed2"))
