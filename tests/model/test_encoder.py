@@ -153,6 +153,40 @@ def test_encoding_by_length_equals_the_full_pass_at_every_item():
     np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-5)
 
 
+def test_training_encodes_each_group_without_a_cond_even_an_empty_one():
+    """In training no cond guards a group (its gradient is slow to trace): an empty
+    group (here 33-40 positions) goes through the encoder as zero rows."""
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=40, num_blocks=2,
+                                             hidden_dropout=0.0, attention_dropout=0.0))
+    rng = np.random.default_rng(2)
+    lengths = np.array([1, 3, 8, 9, 17, 20])
+    ids = np.zeros((6, 40), np.int32)
+    for row, length in enumerate(lengths):
+        ids[row, 40 - length:] = rng.integers(1, 30, length)
+    full = encoder(ids, training=False).numpy()
+
+    def graph_ops(training):
+        def run(ids, lengths):
+            with tf.GradientTape() as tape:
+                states = encode_by_length(encoder, ids, lengths, training=training)
+                loss = tf.reduce_sum(tf.square(states))
+            return states, tape.gradient(loss, encoder.trainable_variables)
+        traced = tf.function(run).get_concrete_function(
+            tf.TensorSpec([None, 40], tf.int32), tf.TensorSpec([None], tf.int32))
+        return traced, {op.type for op in traced.graph.get_operations()}
+
+    train_step, train_ops = graph_ops(training=True)
+    _, inference_ops = graph_ops(training=False)
+    assert not train_ops & {"If", "StatelessIf"}
+    assert inference_ops & {"If", "StatelessIf"}
+    states, gradients = train_step(tf.constant(ids), tf.constant(lengths, tf.int32))
+    for row, length in enumerate(lengths):
+        np.testing.assert_allclose(states.numpy()[row, 40 - length:], full[row, 40 - length:],
+                                   atol=1e-5)
+    assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all()
+               for g in gradients if g is not None)
+
+
 def test_encoding_by_length_with_a_max_len_below_every_group_width():
     encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=4, num_blocks=1))
     ids = tf.constant([[0, 0, 3, 4], [1, 2, 3, 4]])
