@@ -136,7 +136,9 @@ def run_queue(runs, output_dir, threads=None, data_dir=None):
 
 
 def build_parser():
-    parser = cli.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(
+        prog=PROG, description="Train the runs of a queue file one by one, each in its own "
+        "fit process; finished runs are skipped, interrupted ones resume.")
     parser.add_argument("queue", help="the queue file: one run a line, NAME FLAGS...")
     parser.add_argument("--output-dir", required=True,
                         help="the runs go to OUTPUT_DIR/NAME, their logs to NAME.log")
