@@ -88,8 +88,13 @@ def test_length_buckets_take_padding_free_representations_or_none():
 
 def test_the_plus_preset_keeps_the_datasets_depth_and_yields_to_flags():
     plus = TrainConfig.for_dataset("beauty", preset="plus")
-    assert (plus.preset, plus.num_blocks, plus.next_item_loss) == ("plus", 1, "softmax")
+    # Beauty's own choice: the sampled softmax; the others keep the full one.
+    assert (plus.preset, plus.num_blocks, plus.next_item_loss) == ("plus", 1, "sampled")
     assert plus.validate() is plus
+    assert TrainConfig.for_dataset("toys", preset="plus").next_item_loss == "softmax"
+    assert TrainConfig.for_dataset("shop.txt", preset="plus").next_item_loss == "softmax"
+    assert TrainConfig.for_dataset("beauty", preset="plus",
+                                   next_item_loss="softmax").next_item_loss == "softmax"
     assert TrainConfig.for_dataset("beauty", preset="plus", lr=0.01).lr == 0.01
     assert TrainConfig.for_dataset("toys") == TrainConfig(num_blocks=3)  # the paper's
     with pytest.raises(ConfigError, match="--preset must be one of paper, plus"):
