@@ -20,7 +20,7 @@ import sys
 import time
 
 from iclrec_tf import cli, fit
-from iclrec_tf.data.datasets import DATASETS
+from iclrec_tf.data.datasets import check_dataset
 from iclrec_tf.errors import ConfigError, DataError
 
 PROG = "python -m iclrec_tf.sweep"
@@ -81,12 +81,10 @@ def _check_flags(flags, where):
     try:
         args = parser.parse_args(flags)
         cli.config_from_flags(args)
-        if args.dataset.lower() not in DATASETS and not pathlib.Path(args.dataset).is_file():
-            refuse(f"--dataset {args.dataset!r} is neither a dataset name "
-                   f"({', '.join(DATASETS)}) nor an existing file")
-    except ConfigError as error:
+        check_dataset(args.dataset)
+    except (ConfigError, DataError) as error:
         message = str(error)
-        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") \
+        raise type(error)(message if message.startswith(where) else f"{where}: {message}") \
             from None
 
 

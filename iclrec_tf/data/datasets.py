@@ -53,6 +53,15 @@ def keras_cache_dir():
     return pathlib.Path(home) / "datasets"
 
 
+def check_dataset(name_or_path):
+    """Raises `DataError` unless `name_or_path` is a dataset name or an existing file."""
+    if str(name_or_path).lower() not in DATASETS and not pathlib.Path(name_or_path).is_file():
+        raise DataError(
+            f"--dataset {name_or_path!r} is neither a dataset name "
+            f"({', '.join(DATASETS)}) nor an existing file"
+        )
+
+
 def resolve_dataset(name_or_path, data_dir=None):
     """Returns the path of a dataset file, downloading a named one if needed.
 
@@ -68,15 +77,10 @@ def resolve_dataset(name_or_path, data_dir=None):
     Raises:
       DataError: unknown name, missing path, failed download or sha256 mismatch.
     """
+    check_dataset(name_or_path)
     spec = DATASETS.get(str(name_or_path).lower())
     if spec is None:
-        path = pathlib.Path(name_or_path)
-        if path.is_file():
-            return path
-        raise DataError(
-            f"--dataset {name_or_path!r} is neither a dataset name "
-            f"({', '.join(DATASETS)}) nor an existing file"
-        )
+        return pathlib.Path(name_or_path)
     for folder in (data_dir, os.environ.get(DATA_DIR_ENV), keras_cache_dir()):
         if folder:
             candidate = pathlib.Path(folder) / spec.filename
