@@ -4,14 +4,17 @@ QUEUE holds one run a line, `NAME FLAGS...`, where FLAGS are `python -m
 iclrec_tf.fit`'s (`#` starts a comment). Every line is checked before anything
 trains, so a typo on line 9 is one line on stderr, not a failure hours later.
 Each run then trains in its own process into `DIR/NAME`, its output appended to
-`DIR/NAME.log`. A finished run (its `metrics.json`) is skipped and an interrupted
-one resumes from its checkpoint, so the same command continues a queue after a
-kill. `python benchmarks/ablation_table.py DIR/*` tabulates the results.
+`DIR/NAME.log`. A finished run is skipped and an interrupted one resumes from its
+checkpoint, so the same command continues a queue after a kill. A line edited
+since its run trained is refused before anything trains, as `fit` would refuse
+it; raising its `--epochs` or `--patience` trains the run on.
+`python benchmarks/ablation_table.py DIR/*` tabulates the results.
 
 The queues of the ablation and of the paper's Table 1 are under
 `pipelines/sweeps/`.
 """
 
+import collections
 import os
 import pathlib
 import shlex
@@ -21,18 +24,23 @@ import time
 
 from iclrec_tf import cli, fit
 from iclrec_tf.data.datasets import check_dataset
-from iclrec_tf.errors import ConfigError, DataError
+from iclrec_tf.errors import ConfigError, DataError, RunDirectoryError
+from iclrec_tf.train.rundir import RunDirectory
 
 PROG = "python -m iclrec_tf.sweep"
 # Set by the sweep for every run, so a queue line must not.
 SWEEP_FLAGS = ("--output-dir", "--verbose", "--threads", "--data-dir")
+
+QueuedRun = collections.namedtuple("QueuedRun", ["name", "flags", "config", "where"])
+QueuedRun.__doc__ = """One line of a queue: the run's name, its fit flags, the
+`TrainConfig` they give, and the line's `file:line`."""
 
 
 def read_queue(path):
     """The runs of a queue file, each checked as `fit` would check its flags.
 
     Returns:
-      A list of `(name, flags)`, in the file's order.
+      A list of `QueuedRun`, in the file's order.
 
     Raises:
       DataError: naming the file and line of a malformed line or a repeated name.
@@ -64,8 +72,7 @@ def read_queue(path):
             if flag.split("=")[0] in SWEEP_FLAGS:
                 raise ConfigError(f"{where}: {flag.split('=')[0]} is set by the sweep for "
                                   "every run; remove it from the queue")
-        _check_flags(flags, where)
-        runs.append((name, flags))
+        runs.append(QueuedRun(name, flags, _check_flags(flags, where), where))
     if not runs:
         raise DataError(f"{path}: the queue holds no run")
     return runs
@@ -80,12 +87,27 @@ def _check_flags(flags, where):
     parser.error = refuse  # argparse's own checks, as one error instead of an exit
     try:
         args = parser.parse_args(flags)
-        cli.config_from_flags(args)
+        config = cli.config_from_flags(args)
         check_dataset(args.dataset)
+        return config
     except (ConfigError, DataError) as error:
         message = str(error)
         raise type(error)(message if message.startswith(where) else f"{where}: {message}") \
             from None
+
+
+def check_run_dirs(runs, output_dir):
+    """Checks that each run's directory is new or holds a run its line may resume.
+
+    Raises:
+      RunDirectoryError: naming the file and line whose flags differ from those
+        its run was trained with, and the flags.
+    """
+    for run in runs:
+        try:
+            RunDirectory(pathlib.Path(output_dir) / run.name).check_settings(run.config)
+        except RunDirectoryError as error:
+            raise RunDirectoryError(f"{run.where}: {error}") from None
 
 
 def run_queue(runs, output_dir, threads=None, data_dir=None):
@@ -104,10 +126,12 @@ def run_queue(runs, output_dir, threads=None, data_dir=None):
     if data_dir is not None:
         sweep_flags += ["--data-dir", str(data_dir)]
     failed = []
-    for name, flags in runs:
+    for name, flags, config, _ in runs:
         run_dir = output_dir / name
-        if (run_dir / "metrics.json").is_file():
-            print(f"{name}: finished before, skipped", flush=True)
+        finished = RunDirectory(run_dir).finished_metrics(config)
+        if finished is not None:
+            print(f"{name}: finished before (best epoch {finished['best_epoch']} of "
+                  f"{finished['epochs_trained']}), skipped", flush=True)
             continue
         log_path = output_dir / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +176,7 @@ def main(argv=None):
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
     runs = read_queue(args.queue)
+    check_run_dirs(runs, args.output_dir)
     failed = run_queue(runs, args.output_dir, threads=args.threads, data_dir=args.data_dir)
     if failed:
         print(f"{PROG}: error: {len(failed)} of {len(runs)} runs failed: "

@@ -4,6 +4,7 @@ import pytest
 from conftest import REPO, synthetic_sequences, write_dataset
 
 from iclrec_tf import cli, sweep
+from iclrec_tf.config import TrainConfig
 
 
 def _write(tmp_path, text):
@@ -16,10 +17,32 @@ def test_a_queue_reads_names_and_fit_flags_skipping_comments(tmp_path):
     queue = _write(tmp_path, "# the rows\n\n"
                    "base   --dataset toys --patience 10  # trailing comment\n"
                    "deep/plus --dataset beauty --preset plus --fnm\n")
-    assert sweep.read_queue(queue) == [
-        ("base", ["--dataset", "toys", "--patience", "10"]),
-        ("deep/plus", ["--dataset", "beauty", "--preset", "plus", "--fnm"]),
+    runs = sweep.read_queue(queue)
+    assert [(run.name, run.flags, run.where) for run in runs] == [
+        ("base", ["--dataset", "toys", "--patience", "10"], f"{queue}:3"),
+        ("deep/plus", ["--dataset", "beauty", "--preset", "plus", "--fnm"], f"{queue}:4"),
     ]
+    # each line's config is fit's: flags over the dataset's (preset's) defaults
+    assert (runs[0].config.patience, runs[0].config.next_item_loss) == (10, "bce")
+    assert (runs[1].config.fnm, runs[1].config.next_item_loss) == (True, "sampled")
+
+
+def test_a_line_edited_since_its_run_trained_is_refused_before_anything_trains(tmp_path,
+                                                                             capsys):
+    runs = tmp_path / "runs"
+    (runs / "base").mkdir(parents=True)
+    (runs / "base" / "config.json").write_text(TrainConfig.for_dataset("toys").to_json())
+    queue = _write(tmp_path, "fresh --dataset toys\nbase  --dataset toys --seed 2\n")
+    code = cli.run(lambda: sweep.main([str(queue), "--output-dir", str(runs)]), "sweep")
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (f"sweep: error: {queue}:2: --output-dir {runs / 'base'} holds a run with "
+                   "other settings (--seed); rerun it with the same flags (--epochs and "
+                   "--patience may be raised), or choose another --output-dir")
+    assert sorted(p.name for p in runs.iterdir()) == ["base"]  # line 1 did not train
+    # a raised --epochs or --patience passes the check: that run trains on
+    sweep.check_run_dirs(sweep.read_queue(_write(tmp_path, "base --dataset toys --epochs 400\n")),
+                         runs)
 
 
 @pytest.mark.parametrize("text,message", [
@@ -63,22 +86,17 @@ def test_a_sweep_trains_what_is_left_reports_failures_and_resumes(tmp_path, caps
     data = write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users=60, num_items=25))
     small = (f"--dataset {data} --epochs 1 --num-blocks 1 --hidden-size 8 "
              "--num-intent-clusters 4 --batch-size 32")
-    queue = _write(tmp_path, f"done {small}\n"
-                             f"fresh {small} --contrast-type none\n"
+    queue = _write(tmp_path, f"fresh {small} --contrast-type none\n"
                              f"nested/seed2 {small} --contrast-type none --seed 2\n"
                              # more intents than users: fit refuses it once it has the data
                              f"refused {small} --num-intent-clusters 100\n")
     runs = tmp_path / "runs"
-    (runs / "done").mkdir(parents=True)
-    (runs / "done" / "metrics.json").write_text("{}")
 
     failed = sweep.run_queue(sweep.read_queue(queue), runs, threads=1)
 
     assert failed == ["refused"]
     out = capsys.readouterr().out
-    assert "done: finished before, skipped" in out
     assert "refused: fit exited with 2" in out
-    assert (runs / "done" / "metrics.json").read_text() == "{}"  # left alone
     for name in ("fresh", "nested/seed2"):
         metrics = json.loads((runs / name / "metrics.json").read_text())
         assert metrics["epochs_trained"] == 1
@@ -89,8 +107,11 @@ def test_a_sweep_trains_what_is_left_reports_failures_and_resumes(tmp_path, caps
     assert "exceeds the number of users (60)" in (runs / "refused.log").read_text()
     assert json.loads((runs / "nested/seed2" / "config.json").read_text())["seed"] == 2
 
-    # the same command again: only what failed runs again
+    # again, with fresh's --epochs raised: nested is skipped, fresh trains on, and what
+    # failed runs again
+    queue.write_text(queue.read_text().replace("none\n", "none --epochs 2\n", 1))
     assert sweep.run_queue(sweep.read_queue(queue), runs, threads=1) == ["refused"]
     out = capsys.readouterr().out
-    assert all(f"{name}: finished before, skipped" in out
-               for name in ("done", "fresh", "nested/seed2"))
+    assert "nested/seed2: finished before (best epoch 1 of 1), skipped" in out
+    assert "fresh: done in" in out and "refused: fit exited with 2" in out
+    assert json.loads((runs / "fresh" / "metrics.json").read_text())["epochs_trained"] == 2

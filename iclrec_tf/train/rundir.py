@@ -66,23 +66,21 @@ class RunDirectory:
     def config(self):
         return TrainConfig.from_json(json.dumps(self.read_json(CONFIG_FILE)))
 
-    def finished_metrics(self, config):
-        """Checks that the directory is new or holds a run of `config`.
+    def check_settings(self, config):
+        """Checks that the directory is new or holds a run that `config` may resume.
 
         A run may be resumed with other `SPEED_ONLY_FIELDS`, and with higher
-        `EXTENDABLE_FIELDS` (`--epochs`, `--patience`): a finished run is then
-        reopened, its `metrics.json` removed, and it trains on from its last
-        checkpoint.
+        `EXTENDABLE_FIELDS` (`--epochs`, `--patience`).
 
         Returns:
-          That run's `metrics.json` if it has finished, else None.
+          The names of the `EXTENDABLE_FIELDS` that `config` raises.
 
         Raises:
           RunDirectoryError: the directory holds a run of other settings (the
             message names the flags that differ).
         """
         if not self.file(CONFIG_FILE).is_file():
-            return None
+            return []
         previous = self.config()
         changed = [field.name for field in dataclasses.fields(TrainConfig)
                    if field.name not in SPEED_ONLY_FIELDS
@@ -96,8 +94,25 @@ class RunDirectory:
                                     f"settings ({flags}); rerun it with the same flags "
                                     "(--epochs and --patience may be raised), or choose "
                                     "another --output-dir")
+        return raised
+
+    def finished_metrics(self, config):
+        """The `metrics.json` of the directory's run if `config` finds it finished.
+
+        The directory must be new or hold a run `config` may resume
+        (`check_settings`). A finished run whose `--epochs` or `--patience`
+        `config` raises is reopened: its `metrics.json` is removed, and it trains
+        on from its last checkpoint.
+
+        Returns:
+          That run's `metrics.json` if it has finished, else None.
+
+        Raises:
+          RunDirectoryError: from `check_settings`.
+        """
+        raised = self.check_settings(config)
         metrics = self.file(METRICS_FILE)
-        if not metrics.is_file():
+        if not (self.file(CONFIG_FILE).is_file() and metrics.is_file()):
             return None
         if raised:
             metrics.unlink()

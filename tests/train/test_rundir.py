@@ -46,8 +46,10 @@ def test_a_resume_may_raise_epochs_and_patience_and_reopens_a_finished_run(tmp_p
                           (dataclasses.replace(config, epochs=20), "--epochs")):
         with pytest.raises(RunDirectoryError, match=rf"other settings \({flag}\)"):
             run.finished_metrics(lowered)
-    assert run.file("metrics.json").is_file()
-    assert run.finished_metrics(dataclasses.replace(config, epochs=300, patience=20)) is None
+    raised = dataclasses.replace(config, epochs=300, patience=20)
+    assert sorted(run.check_settings(raised)) == ["epochs", "patience"]
+    assert run.file("metrics.json").is_file()  # checking alone changes nothing
+    assert run.finished_metrics(raised) is None
     assert not run.file("metrics.json").exists()  # it trains on, and writes it again
 
 
