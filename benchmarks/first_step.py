@@ -17,11 +17,9 @@ import time
 import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
-from report import print_figures
+from report import add_training_flags, print_figures, training_setting
 
 from iclrec_tf import cli
-from iclrec_tf.data.datasets import load_sequences, resolve_dataset
-from iclrec_tf.train.distribute import limit_threads
 from iclrec_tf.train.run import prepare_training
 
 
@@ -33,15 +31,8 @@ def _seconds(action):
 
 def main():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="toys")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--threads", type=int, help="as `fit --threads`")
-    cli.add_config_flags(parser, exclude=("dataset", "epochs"))
-    args = parser.parse_args()
-    if args.threads is not None:
-        limit_threads(args.threads)
-    config = cli.config_from_flags(args, epochs=1)
-    data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
+    add_training_flags(parser, exclude=("epochs",))
+    config, data = training_setting(parser.parse_args(), epochs=1)
     start = time.perf_counter()
     training = prepare_training(config, data)
     figures = {"prepare_s": round(time.perf_counter() - start, 2), "estep_s": 0.0}
@@ -54,7 +45,7 @@ def main():
     later = statistics.median(_seconds(lambda: step(batches)) for _ in range(5))
     figures.update(first_step_s=round(first, 2), step_s=round(later, 3),
                    trace_s=round(first - later, 2))
-    print_figures(figures, args.dataset, config)
+    print_figures(figures, config.dataset, config)
 
 
 if __name__ == "__main__":

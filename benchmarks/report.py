@@ -1,10 +1,33 @@
-"""The closing lines every training benchmark prints: the setting, then one JSON object."""
+"""What the training benchmarks share: the flags that set a training, and the
+closing lines they print (the setting, then one JSON object)."""
 
 import json
 import platform
 import sys
 
 import tensorflow as tf
+
+from iclrec_tf import cli
+from iclrec_tf.data.datasets import load_sequences, resolve_dataset
+from iclrec_tf.train.distribute import limit_threads
+
+
+def add_training_flags(parser, exclude=()):
+    """Adds `--dataset`, `--data-dir`, `--threads` and `fit`'s training flags
+    but those of `exclude` (config field names) to `parser`."""
+    parser.add_argument("--dataset", default="toys")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--threads", type=int, help="as `fit --threads`")
+    cli.add_config_flags(parser, exclude=("dataset", *exclude))
+
+
+def training_setting(args, **defaults):
+    """Applies `--threads`, then returns the validated `TrainConfig` of `args`
+    (`defaults` for the flags not given) and the dataset's sequences."""
+    if args.threads is not None:
+        limit_threads(args.threads)
+    config = cli.config_from_flags(args, **defaults)
+    return config, load_sequences(resolve_dataset(args.dataset, args.data_dir))
 
 
 def print_figures(figures, dataset, config):

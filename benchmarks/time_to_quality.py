@@ -22,10 +22,9 @@ import iclrec_tf  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
 # isort: on
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-from report import print_figures  # noqa: E402
+from report import add_training_flags, print_figures, training_setting  # noqa: E402
 
 from iclrec_tf import cli  # noqa: E402
-from iclrec_tf.data.datasets import load_sequences, resolve_dataset  # noqa: E402
 from iclrec_tf.train.run import prepare_training  # noqa: E402
 
 
@@ -58,16 +57,12 @@ class TestUntilTarget(keras.callbacks.Callback):
 
 def main():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="toys")
-    parser.add_argument("--data-dir")
     parser.add_argument("--target", type=float, default=0.0560,
                         help="test NDCG@20 to reach (default: the paper's Toys figure)")
-    cli.add_config_flags(parser, exclude=("dataset",))  # as fit takes them
+    add_training_flags(parser)  # as fit takes them
     args = parser.parse_args()
+    config, data = training_setting(args, preset="plus", epochs=100)
     tf.config.experimental.enable_op_determinism()  # as fit runs
-
-    config = cli.config_from_flags(args, preset="plus", epochs=100)
-    data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     tester = TestUntilTarget(training.evaluator("test", "reference"), args.target)
     training.model.fit(training.train_data, epochs=config.epochs, verbose=0,

@@ -22,11 +22,9 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 # isort: on
 import tensorflow as tf
 import tf_keras as keras
-from report import print_figures
+from report import add_training_flags, print_figures, training_setting
 
 from iclrec_tf import cli
-from iclrec_tf.data.datasets import load_sequences, resolve_dataset
-from iclrec_tf.train.distribute import limit_threads
 from iclrec_tf.train.run import prepare_training
 
 
@@ -107,21 +105,14 @@ def profile_steps(training, steps=3):
 
 def main():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="toys")
-    parser.add_argument("--data-dir")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow op determinism, as `fit` (its default) runs")
-    parser.add_argument("--threads", type=int, help="as `fit --threads`")
-    cli.add_config_flags(parser, exclude=("dataset", "epochs"))  # as fit takes them
+    add_training_flags(parser, exclude=("epochs",))  # two epochs, always
     args = parser.parse_args()
-    if args.threads is not None:
-        limit_threads(args.threads)
+    config, data = training_setting(args, epochs=2)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-
-    config = cli.config_from_flags(args, epochs=2)  # no --epochs flag here
-    data = load_sequences(resolve_dataset(args.dataset, args.data_dir))
     training = prepare_training(config, data)
     stopwatch = Stopwatch()
     estep, validation = training.clustering, training.validation
@@ -138,7 +129,7 @@ def main():
     }
     if args.profile:
         figures["op_time_share"] = profile_steps(training)
-    print_figures(figures, args.dataset, config)
+    print_figures(figures, config.dataset, config)
 
 
 if __name__ == "__main__":
