@@ -92,6 +92,7 @@ class TrainConfig:
     view_encodings: str = "shared"
     kmeans: str = "minibatch"
     mixed_precision: str = "float32"
+    recompute_blocks: bool = False
 
     @classmethod
     def for_dataset(cls, dataset, preset="paper", **overrides):

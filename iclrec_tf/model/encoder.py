@@ -50,6 +50,8 @@ class EncoderConfig:
         embedding.
       compute_dtype: "float32", or "bfloat16" for mixed precision (see the
         module docstring).
+      recompute: in training, each block's forward pass runs again in the
+        backward pass instead of keeping its activations (`TransformerBlock`).
     """
 
     item_size: int
@@ -61,6 +63,7 @@ class EncoderConfig:
     attention_dropout: float
     initializer_range: float
     compute_dtype: str = "float32"
+    recompute: bool = False
 
     @classmethod
     def from_train_config(cls, config, item_size):
@@ -70,7 +73,8 @@ class EncoderConfig:
                    num_heads=config.num_heads, hidden_dropout=config.hidden_dropout,
                    attention_dropout=config.attention_dropout,
                    initializer_range=config.initializer_range,
-                   compute_dtype=config.mixed_precision)
+                   compute_dtype=config.mixed_precision,
+                   recompute=config.recompute_blocks)
 
     @property
     def head_size(self):
@@ -143,6 +147,7 @@ class SelfAttention(EncoderLayer):
       training: whether dropout is active.
       last_position_only: attend from the last position only (inference of
         the next item needs nothing else from the last block).
+      dropout_seeds: optional seeds of the two dropouts' masks (`Dropout`).
 
     Returns:
       [batch, len, hidden] (or [batch, 1, hidden] for the last position only):
@@ -166,7 +171,8 @@ class SelfAttention(EncoderLayer):
                 layer.build(input_shape)
         super().build(input_shape)
 
-    def call(self, hidden, bias, training=None, last_position_only=False):
+    def call(self, hidden, bias, training=None, last_position_only=False,
+             dropout_seeds=(None, None)):
         config = self.encoder_config
         batch, length = tf.shape(hidden)[0], tf.shape(hidden)[1]
         compute = config.compute_dtype
@@ -187,10 +193,12 @@ class SelfAttention(EncoderLayer):
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)
         scores = scores / math.sqrt(config.head_size) + bias
         probabilities = tf.cast(tf.nn.softmax(scores), compute)
-        probabilities = self.probability_dropout(probabilities, training=training)
+        probabilities = self.probability_dropout(probabilities, training=training,
+                                                 seed=dropout_seeds[0])
         context = tf.transpose(tf.matmul(probabilities, value), (0, 2, 1, 3))  # (B, Q, H, D/H)
         context = tf.reshape(context, (-1, config.hidden_size))  # (B*Q, D)
-        output = self.output_dropout(self.dense(context), training=training)
+        output = self.output_dropout(self.dense(context), training=training,
+                                     seed=dropout_seeds[1])
         output = tf.cast(tf.reshape(output, tf.shape(queries)), queries.dtype)
         return self.layer_norm(output + queries)
 
@@ -202,6 +210,7 @@ class FeedForward(EncoderLayer):
     Call arguments:
       hidden: [batch, len, hidden].
       training: whether dropout is active.
+      dropout_seed: optional seed of the dropout's mask (`Dropout`).
 
     Returns:
       [batch, len, hidden]: `LayerNorm(dropout(ffn(hidden)) + hidden)`.
@@ -214,29 +223,60 @@ class FeedForward(EncoderLayer):
         self.dropout = config.dropout(config.hidden_dropout)
         self.layer_norm = _layer_norm()
 
-    def call(self, hidden, training=None):
+    def call(self, hidden, training=None, dropout_seed=None):
         rows = tf.reshape(hidden, (-1, self.encoder_config.hidden_size))  # (B*L, D)
         inner = self.dense_1(rows)
         # In inference, TensorFlow's own GELU: oneDNN fuses it into the matmul.
         inner = gelu(inner) if training else tf.nn.gelu(inner, approximate=False)
-        output = self.dropout(self.dense_2(inner), training=training)
+        output = self.dropout(self.dense_2(inner), training=training, seed=dropout_seed)
         output = tf.cast(tf.reshape(output, tf.shape(hidden)), hidden.dtype)
         return self.layer_norm(output + hidden)
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
 class TransformerBlock(EncoderLayer):
-    """`SelfAttention` then `FeedForward`; arguments as theirs."""
+    """`SelfAttention` then `FeedForward`; arguments as theirs.
+
+    With `recompute` in its config, a training call keeps only the block's input
+    for the backward pass, which runs the block's forward pass again
+    (`tf.recompute_grad`): the activations of every block but one are never held
+    at once. Its three dropout masks are drawn as seeds before the block, so the
+    backward pass redraws the same masks and the gradient is exact.
+
+    Call arguments:
+      dropout_seeds: optional seeds of the block's three dropout masks
+        (attention probabilities, attention output, feed-forward output).
+    """
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
         self.attention = SelfAttention(config, name="attention")
         self.feed_forward = FeedForward(config, name="intermediate")
 
-    def call(self, hidden, bias, training=None, last_position_only=False):
+    def call(self, hidden, bias, training=None, last_position_only=False, dropout_seeds=None):
+        if not (training and self.encoder_config.recompute):
+            return self._forward(hidden, bias, training, last_position_only, dropout_seeds)
+        if dropout_seeds is None:
+            dropout_seeds = [layer.draw_seed() for layer in self.dropouts]
+
+        # The mask and the seeds are captured, not arguments: they take no gradient.
+        def forward(hidden):
+            return self._forward(hidden, bias, training, last_position_only, dropout_seeds)
+
+        return tf.recompute_grad(forward)(hidden)
+
+    @property
+    def dropouts(self):
+        """The block's `Dropout` layers, in the order of `dropout_seeds`."""
+        return [self.attention.probability_dropout, self.attention.output_dropout,
+                self.feed_forward.dropout]
+
+    def _forward(self, hidden, bias, training, last_position_only, dropout_seeds):
+        seeds = dropout_seeds or (None, None, None)
         hidden = self.attention(hidden, bias, training=training,
-                                last_position_only=last_position_only)
-        return self.feed_forward(hidden, training=training)
+                                last_position_only=last_position_only,
+                                dropout_seeds=tuple(seeds[:2]))
+        return self.feed_forward(hidden, training=training, dropout_seed=seeds[2])
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")

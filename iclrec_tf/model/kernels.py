@@ -16,30 +16,48 @@ import tf_keras as keras
 
 @keras.utils.register_keras_serializable("iclrec_tf")
 class Dropout(keras.layers.Dropout):
-    """`keras.layers.Dropout` with a cheaper keep mask at rate 0.5.
+    """`keras.layers.Dropout` with a cheaper keep mask at rate 0.5, and a given seed.
 
     At rate 0.5 (the rate of every preset) an element is kept when the top bit of
     its own random byte is 0, the bytes drawn eight to a random int64: exactly
     Bernoulli(0.5), with a quarter of the random bits of one float per element.
-    Kept elements are scaled by 2, as Keras does. Other rates are Keras's own.
+    Kept elements are scaled by 2, as Keras does. Other rates are Keras's own, but
+    with a seed given: then one stateless uniform float an element.
+
+    Call arguments:
+      inputs: the tensor to drop elements of.
+      training: whether dropout is active.
+      seed: optional [2] int32 seed (from `draw_seed`) of a stateless mask: the
+        same seed, the same mask. A block recomputed in the backward pass
+        (`--recompute-blocks`) needs the forward pass's masks again.
     """
 
-    def call(self, inputs, training=None):
-        if self.rate != 0.5 or self.noise_shape is not None:
+    def call(self, inputs, training=None, seed=None):
+        if seed is not None and self.noise_shape is not None:
+            raise ValueError("a seeded Dropout takes no noise_shape")
+        if seed is None and (self.rate != 0.5 or self.noise_shape is not None):
             return super().call(inputs, training=training)
         if training is None:
             training = keras.backend.learning_phase()
         return tf.__internal__.smart_cond.smart_cond(
-            training, lambda: tf.where(self._keep_half(inputs), inputs * 2.0, 0.0),
-            lambda: tf.identity(inputs))
+            training, lambda: self._drop(inputs, seed), lambda: tf.identity(inputs))
 
-    def _keep_half(self, inputs):
+    def draw_seed(self):
+        """[2] int32: the seed of a mask, drawn from the layer's random stream."""
+        return self._random_generator.random_uniform((2,), 0, 2**31 - 1, tf.int32)
+
+    def _drop(self, inputs, seed):
+        if self.rate != 0.5:  # only with a seed given: Keras's own draw otherwise
+            keep = tf.random.stateless_uniform(tf.shape(inputs), seed) >= self.rate
+            return tf.where(keep, inputs / (1.0 - self.rate), 0.0)
         size = tf.size(inputs, out_type=tf.int64)
-        seed = self._random_generator.random_uniform((2,), 0, 2**31 - 1, tf.int32)
+        if seed is None:  # drawn after the size, as runs before the seed argument did
+            seed = self.draw_seed()
         words = tf.random.stateless_uniform(((size + 7) // 8,), seed, minval=None,
                                             maxval=None, dtype=tf.int64)
         random_bytes = tf.reshape(tf.bitcast(words, tf.uint8), (-1,))[:size]
-        return tf.reshape(random_bytes < 128, tf.shape(inputs))
+        keep = tf.reshape(random_bytes < 128, tf.shape(inputs))
+        return tf.where(keep, inputs * 2.0, 0.0)
 
 
 def _normal_cdf(x):

@@ -198,3 +198,26 @@ def test_grouping_rows_by_length_gives_the_same_losses(data, next_item_loss):
     actual = grouped.task_losses(batch, training=False)
     for name, value in expected.items():
         assert float(actual[name]) == pytest.approx(float(value), rel=1e-5), name
+
+
+def test_recomputed_blocks_train_the_same_step_without_dropout(data):
+    """`--recompute-blocks` changes what the step keeps, not what it computes: with
+    dropout off (no masks to differ) one SGD step leaves the same weights."""
+    config = _small_config(hidden_dropout=0.0, attention_dropout=0.0, num_blocks=2,
+                           next_item_loss="softmax", pooling="masked_mean",
+                           seqcl_representation="masked_mean", length_buckets=True)
+    batch = _first_batch(data, config)
+    models = [build_model(dataclasses.replace(config, recompute_blocks=recompute),
+                          data.item_size) for recompute in (False, True)]
+    models[1].set_weights(models[0].get_weights())
+    for model in models:
+        model.set_centroids(np.random.default_rng(0).standard_normal((4, 16)))
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+    initial = models[0].encoder.embedding_table.numpy().copy()
+    logs = [model.train_on_batch(batch, return_dict=True) for model in models]
+    assert logs[1] == pytest.approx(logs[0], rel=1e-5)
+    assert models[1].encoder.blocks[0].encoder_config.recompute
+    assert not np.allclose(models[0].encoder.embedding_table, initial)  # the step trained
+    for plain, recomputed in zip(models[0].get_weights(), models[1].get_weights(),
+                                 strict=True):
+        np.testing.assert_allclose(recomputed, plain, rtol=1e-5, atol=1e-6)

@@ -90,3 +90,17 @@ def test_layer_normalization_is_keras_with_the_same_gradients():
     np.testing.assert_array_equal(gradients[0][0], gradients[1][0])
     for ours_gradient, keras_gradient in zip(gradients[0][1:], gradients[1][1:], strict=True):
         np.testing.assert_allclose(ours_gradient, keras_gradient, rtol=1e-5, atol=2e-5)
+
+
+def test_a_given_seed_gives_its_own_mask_at_any_rate():
+    inputs = tf.ones((400, 300))
+    for rate, scale in ((0.5, 2.0), (0.2, 1.25)):
+        layer = Dropout(rate)
+        first, again, other = (layer(inputs, training=True, seed=tf.constant(seed)).numpy()
+                               for seed in ([3, 9], [3, 9], [4, 9]))
+        np.testing.assert_array_equal(first, again)
+        assert not np.array_equal(first, other)
+        assert abs(np.mean(first != 0) - (1 - rate)) < 0.005
+        np.testing.assert_allclose(first[first != 0], scale)
+        np.testing.assert_array_equal(layer(inputs, training=False, seed=tf.constant([3, 9])),
+                                      inputs)
