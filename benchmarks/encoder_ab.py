@@ -122,7 +122,7 @@ def main():
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"# base {args.base}, load average {load}", file=sys.stderr)
-    print_figures(figures, args.dataset, config)
+    print_figures(figures, config)
 
 
 if __name__ == "__main__":

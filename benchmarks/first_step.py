@@ -45,7 +45,7 @@ def main():
     later = statistics.median(_seconds(lambda: step(batches)) for _ in range(5))
     figures.update(first_step_s=round(first, 2), step_s=round(later, 3),
                    trace_s=round(first - later, 2))
-    print_figures(figures, config.dataset, config)
+    print_figures(figures, config)
 
 
 if __name__ == "__main__":

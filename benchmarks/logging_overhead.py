@@ -103,7 +103,7 @@ def main():
         "overhead_pct": round(100 * (with_logging - without) / without, 2),
         **{name: round(statistics.median(values), 2) for name, values in once.items()},
     }
-    print_figures(figures, args.dataset, config)
+    print_figures(figures, config)
 
 
 if __name__ == "__main__":

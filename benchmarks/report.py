@@ -30,9 +30,9 @@ def training_setting(args, **defaults):
     return config, load_sequences(resolve_dataset(args.dataset, args.data_dir))
 
 
-def print_figures(figures, dataset, config):
+def print_figures(figures, config):
     """Prints the machine and preset to stderr, then `figures` as JSON on stdout."""
     print(f"# {platform.processor() or platform.machine()}, {tf.__version__}, "
-          f"{dataset}, {config.num_blocks} blocks, batch {config.batch_size}",
+          f"{config.dataset}, {config.num_blocks} blocks, batch {config.batch_size}",
           file=sys.stderr)
     print(json.dumps(figures))

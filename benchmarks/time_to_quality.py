@@ -72,7 +72,7 @@ def main():
                "reached": tester.reached is not None,
                **(tester.reached or {"seconds": round(time.perf_counter() - START, 1),
                                      "epochs": len(tester.curve)})}
-    print_figures(figures, args.dataset, config)
+    print_figures(figures, config)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def main():
     }
     if args.profile:
         figures["op_time_share"] = profile_steps(training)
-    print_figures(figures, config.dataset, config)
+    print_figures(figures, config)
 
 
 if __name__ == "__main__":
