@@ -15,6 +15,7 @@ SEQCL_REPRESENTATIONS = ("flatten", "masked_mean", "last")
 VIEW_ENCODINGS = ("shared", "separate")
 KMEANS = ("minibatch", "full")
 MIXED_PRECISIONS = ("float32", "bfloat16")
+TRAIN_SAMPLES = ("users", "prefixes")
 
 # Encoder depth of the reference's released scripts; everything else is shared.
 DATASET_PRESETS = {
@@ -93,6 +94,9 @@ class TrainConfig:
     kmeans: str = "minibatch"
     mixed_precision: str = "float32"
     recompute_blocks: bool = False
+    # What a training sample is: a user (targets at every position) or one of its
+    # prefixes (the target after it, at the last position): data.pipeline.
+    train_samples: str = "users"
 
     @classmethod
     def for_dataset(cls, dataset, preset="paper", **overrides):
@@ -153,7 +157,8 @@ class TrainConfig:
                               ("seqcl_representation", SEQCL_REPRESENTATIONS),
                               ("view_encodings", VIEW_ENCODINGS),
                               ("kmeans", KMEANS),
-                              ("mixed_precision", MIXED_PRECISIONS)):
+                              ("mixed_precision", MIXED_PRECISIONS),
+                              ("train_samples", TRAIN_SAMPLES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{flag_name(name)} must be one of {', '.join(allowed)}, "

@@ -6,6 +6,14 @@ sequences, samples negatives and draws two augmented views. Training batches
 depend on (seed, epoch) only, so an interrupted run resumes into the same
 batches.
 
+A training sample is a user (`train_samples="users"`: the train input, with a
+next-item target at every position, as SASRec and the reference train) or a
+prefix of one (`"prefixes"`: the first m items of a user's train input and the
+item after them, the target at the last position only, for every m, as ICSRec,
+DuoRec and RecBole train). Both have the same (input, next item) pairs; with
+prefixes, every target is predicted where inference predicts, at the last
+position, and an epoch has one sample per target instead of one per user.
+
 With `length_buckets`, a batch is cut to its own longest sequence. Training
 batches stay random (the model then encodes each user's rows only as wide as
 its input: `iclrec_tf.model.encoder.encode_by_length`), so that the objective
@@ -17,8 +25,9 @@ datasets nine positions in ten of a 50-wide batch are padding.
 import numpy as np
 import tensorflow as tf
 
+from iclrec_tf.config import TRAIN_SAMPLES
 from iclrec_tf.data import augment
-from iclrec_tf.data.windows import last_window
+from iclrec_tf.data.windows import last_items, last_window
 
 
 def sample_negatives(histories, shape, item_size, seed):
@@ -61,6 +70,7 @@ class SequencePipelines:
     Args:
       data: a `SequenceData`.
       max_len: the encoder's sequence length.
+      train_samples: `users` or `prefixes` (see the module docstring).
 
     Example:
 
@@ -70,14 +80,28 @@ class SequencePipelines:
     >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
     """
 
-    def __init__(self, data, max_len):
+    def __init__(self, data, max_len, train_samples="users"):
+        if train_samples not in TRAIN_SAMPLES:
+            raise ValueError(f"train_samples must be one of {TRAIN_SAMPLES}, got "
+                             f"{train_samples!r}")
         self.data = data
         self.max_len = max_len
+        self.train_samples = train_samples
         starts, ends = data.row_splits[:-1], data.row_splits[1:]
         # input items[:-3], target items[1:-2]: position p's target follows its input
         self._train_inputs = last_window(data.items, starts, ends - 3, max_len)
         self._train_targets = last_window(data.items, starts + 1, ends - 2, max_len)
         self._train_widths = self.widths(drop_last=3)
+        if train_samples == "prefixes":
+            # Sample (u, m), m = 1 .. len(train input): user u's first m items, then
+            # the item after them. Only [num_samples] vectors are kept: the inputs
+            # are cut per batch, so a log of millions of interactions fits.
+            per_user = data.lengths - 3
+            first_sample = np.repeat(np.cumsum(per_user) - per_user, per_user)
+            self._sample_users = np.repeat(np.arange(data.num_users), per_user)
+            self._prefix_lengths = (np.arange(per_user.sum()) - first_sample + 1).astype(np.int32)
+            self._prefix_targets = data.items[starts[self._sample_users]
+                                              + self._prefix_lengths].astype(np.int32)
 
     def widths(self, drop_last):
         """[num_users] positions each user's input fills: its length less `drop_last`,
@@ -88,18 +112,28 @@ class SequencePipelines:
     def num_users(self):
         return self.data.num_users
 
+    @property
+    def num_samples(self):
+        """Training samples per epoch: users, or all users' prefixes."""
+        if self.train_samples == "prefixes":
+            return len(self._sample_users)
+        return self.num_users
+
     def train_inputs(self):
         """[num_users, max_len] each user's left-padded train input."""
         return self._train_inputs
 
     def target_counts(self):
         """[item_size] how often each id is a next-item target in the training batches."""
-        targets = self._train_targets
-        return np.bincount(targets[targets > 0], minlength=self.data.item_size)
+        if self.train_samples == "prefixes":
+            targets = self._prefix_targets
+        else:
+            targets = self._train_targets[self._train_targets > 0]
+        return np.bincount(targets, minlength=self.data.item_size)
 
     def steps_per_epoch(self, batch_size):
-        """Training batches per epoch: every user once, the last batch smaller."""
-        return -(-self.num_users // batch_size)
+        """Training batches per epoch: every sample once, the last batch smaller."""
+        return -(-self.num_samples // batch_size)
 
     def train(self, batch_size, seed, augmentation, ratios, first_epoch=0,
               length_buckets=False, negatives=True, num_sampled=0):
@@ -112,7 +146,7 @@ class SequencePipelines:
         `steps_per_epoch`.
 
         Args:
-          batch_size: users per batch (each epoch's last batch may be smaller).
+          batch_size: samples per batch (each epoch's last batch may be smaller).
           seed: shuffling, negatives and augmentations follow from it.
           augmentation: `random`, `crop`, `mask` or `reorder`.
           ratios: dict with the `crop`, `mask` and `reorder` ratios.
@@ -126,8 +160,10 @@ class SequencePipelines:
 
         Returns:
           A dataset of dicts, each [batch, max_len] int32 ([batch, width] with
-          `length_buckets`): `input_ids`, `target_pos`, `target_neg` (0 where
-          the target is padding), `view_1` and `view_2`; and `sampled_items`.
+          `length_buckets`): `input_ids`, `target_pos` (with prefixes, 0 but in
+          the last column), `target_neg` (0 where the target is padding),
+          `view_1` and `view_2` (views of the sample's own input, the prefix
+          for a prefix); and `sampled_items`.
         """
         data = self.data
         full = tf.RaggedTensor.from_row_splits(
@@ -135,28 +171,55 @@ class SequencePipelines:
         train_values, train_splits = data.prefixes(drop_last=3)
         train_full = tf.RaggedTensor.from_row_splits(
             tf.constant(train_values, tf.int32), tf.constant(train_splits))
-        inputs = tf.constant(self._train_inputs)
-        targets = tf.constant(self._train_targets)
-        widths = tf.constant(self._train_widths)
-        item_size, max_len, num_users = data.item_size, self.max_len, data.num_users
+        item_size, max_len = data.item_size, self.max_len
+        num_samples = self.num_samples
+        samples_are_prefixes = self.train_samples == "prefixes"
+        if samples_are_prefixes:
+            sample_users = tf.constant(self._sample_users, tf.int64)
+            prefix_lengths = tf.constant(self._prefix_lengths)
+            prefix_targets = tf.constant(self._prefix_targets)
+        else:
+            inputs = tf.constant(self._train_inputs)
+            targets = tf.constant(self._train_targets)
+            widths = tf.constant(self._train_widths)
 
         def epoch_batches(epoch):
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(num_users, dtype=tf.int64), seed=epoch_seed)
-            users = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-            return users.enumerate().map(lambda index, batch_users: (
-                batch_users, tf.random.experimental.stateless_fold_in(epoch_seed, index)))
+                tf.range(num_samples, dtype=tf.int64), seed=epoch_seed)
+            samples = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            return samples.enumerate().map(lambda index, batch_samples: (
+                batch_samples, tf.random.experimental.stateless_fold_in(epoch_seed, index)))
 
-        def make_batch(users, batch_seed):
-            negative_seed, view_seed_1, view_seed_2 = tf.unstack(
-                tf.random.experimental.stateless_split(batch_seed, 3))
-            target_pos = tf.gather(targets, users)
+        def user_rows(users):
+            """Inputs, targets and the whole train inputs (with lengths) of users."""
             sequences = tf.gather(train_full, users)
             lengths = tf.cast(sequences.row_lengths(), tf.int32)
-            sequences = sequences.to_tensor()
+            return (tf.gather(inputs, users), tf.gather(targets, users),
+                    sequences.to_tensor(), lengths, tf.reduce_max(tf.gather(widths, users)))
+
+        def prefix_rows(samples, users):
+            """The same for prefixes: each user's train input cut after m items."""
+            lengths = tf.gather(prefix_lengths, samples)
+            sequences = tf.gather(train_full, users).to_tensor()
+            past_the_cut = tf.range(tf.shape(sequences)[1])[None, :] >= lengths[:, None]
+            sequences = tf.where(past_the_cut, tf.zeros_like(sequences), sequences)
+            target_pos = tf.pad(tf.gather(prefix_targets, samples)[:, None],
+                                [[0, 0], [max_len - 1, 0]])
+            return (last_items(sequences, lengths, max_len), target_pos, sequences, lengths,
+                    tf.minimum(tf.reduce_max(lengths), max_len))
+
+        def make_batch(samples, batch_seed):
+            negative_seed, view_seed_1, view_seed_2 = tf.unstack(
+                tf.random.experimental.stateless_split(batch_seed, 3))
+            if samples_are_prefixes:
+                users = tf.gather(sample_users, samples)
+                input_ids, target_pos, sequences, lengths, width = prefix_rows(samples, users)
+            else:
+                users = samples
+                input_ids, target_pos, sequences, lengths, width = user_rows(users)
             batch = {
-                "input_ids": tf.gather(inputs, users),
+                "input_ids": input_ids,
                 "target_pos": target_pos,
                 "view_1": augment.augmented_view(sequences, lengths, max_len, augmentation,
                                                  ratios, view_seed_1),
@@ -169,7 +232,6 @@ class SequencePipelines:
                 batch["target_neg"] = tf.where(target_pos > 0, drawn, 0)
             if length_buckets:
                 # Views are no longer than their input: the columns cut are padding in all.
-                width = tf.reduce_max(tf.gather(widths, users))
                 batch = {name: ids[:, max_len - width:] for name, ids in batch.items()}
             if num_sampled:
                 uniform = tf.random.stateless_uniform(

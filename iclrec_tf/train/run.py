@@ -135,7 +135,7 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
                           f"the number of users ({data.num_users})")
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
-    pipelines = SequencePipelines(data, config.max_seq_length)
+    pipelines = SequencePipelines(data, config.max_seq_length, config.train_samples)
     with strategy.scope():
         model = build_model(config, data.item_size, pipelines.target_counts())
         model.compile(optimizer=reference_adam(config.lr))

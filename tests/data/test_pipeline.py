@@ -195,3 +195,68 @@ def test_bucketed_estep_and_evaluation_hold_the_same_rows(data):
         assert (sorted(np.concatenate([b["answer"].numpy() for b in cut]).tolist())
                 == sorted(np.concatenate([b["answer"].numpy() for b in plain]).tolist()))
         assert max(b["input_ids"].shape[1] for b in cut) <= 40
+
+
+def _prefix_rows(batches, max_len):
+    """(user, m) of every row of prefix batches, checked against `data` on the way:
+    the input is the user's first m items, the target the item after them."""
+    samples = []
+    for batch in batches:
+        width = batch["input_ids"].shape[1]
+        for row in range(len(batch["input_ids"])):
+            target = int(batch["target_pos"][row, -1])
+            user = (target - 1) // 80
+            m = target - (80 * user + 1)
+            samples.append((user, m))
+            prefix = list(80 * user + 1 + np.arange(m))
+            assert batch["input_ids"][row].tolist() == ([0] * max_len + prefix)[-width:]
+            assert (batch["target_pos"][row, :-1] == 0).all()
+            # The views are of the prefix: no item after the cut, the target included.
+            for view in ("view_1", "view_2"):
+                items = batch[view][row]
+                assert set(items[items > 0]) <= set(prefix)
+    return samples
+
+
+@pytest.mark.parametrize("length_buckets", [False, True])
+def test_prefix_samples_give_every_prefix_once_its_next_item_at_the_last_position(
+        data, length_buckets):
+    pipelines = SequencePipelines(data, max_len=8, train_samples="prefixes")
+    expected = sorted((user, m) for user in range(data.num_users)
+                      for m in range(1, data.lengths[user] - 2))
+    assert pipelines.num_samples == len(expected)
+    assert pipelines.steps_per_epoch(64) == -(-len(expected) // 64)
+    dataset = pipelines.train(64, seed=1, augmentation="random", ratios=RATIOS,
+                              length_buckets=length_buckets)
+    for epoch in range(2):
+        batches = _epoch(dataset, pipelines, 64, epoch)
+        assert sorted(_prefix_rows(batches, 8)) == expected
+        for batch in batches:
+            lengths = np.minimum([m for _, m in _prefix_rows([batch], 8)], 8)
+            width = lengths.max() if length_buckets else 8
+            for name in ("input_ids", "target_pos", "target_neg", "view_1", "view_2"):
+                assert batch[name].shape == (len(lengths), width), name
+            users = (batch["target_pos"][:, -1] - 1) // 80
+            negatives = batch["target_neg"]
+            assert (negatives[:, :-1] == 0).all()
+            for negative, user in zip(negatives[:, -1], users, strict=True):
+                assert negative not in data.sequence(user)
+
+
+def test_prefix_samples_follow_seed_and_epoch_and_count_every_target(data):
+    pipelines = SequencePipelines(data, max_len=8, train_samples="prefixes")
+
+    def order(seed, epoch, first_epoch=0):
+        dataset = pipelines.train(64, seed=seed, augmentation="random", ratios=RATIOS,
+                                  first_epoch=first_epoch)
+        return _prefix_rows(_epoch(dataset, pipelines, 64, epoch - first_epoch), 8)
+
+    assert order(1, 1) == order(1, 1, first_epoch=1)  # a resumed run sees the same
+    assert order(1, 1) != order(1, 0)
+    assert order(2, 0) != order(1, 0)
+    # Every train target of every user counts, not only those of its last 8 positions.
+    targets = np.concatenate([data.sequence(u)[1:-2] for u in range(data.num_users)])
+    np.testing.assert_array_equal(pipelines.target_counts(),
+                                  np.bincount(targets, minlength=data.item_size))
+    users = SequencePipelines(data, max_len=8).target_counts()
+    assert users.sum() < len(targets) and (users <= pipelines.target_counts()).all()
