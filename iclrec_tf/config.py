@@ -16,6 +16,7 @@ VIEW_ENCODINGS = ("shared", "separate")
 KMEANS = ("minibatch", "full")
 MIXED_PRECISIONS = ("float32", "bfloat16")
 TRAIN_SAMPLES = ("users", "prefixes")
+CONTRAST_VIEWS = ("augmented", "same_target")
 
 # Encoder depth of the reference's released scripts; everything else is shared.
 DATASET_PRESETS = {
@@ -97,6 +98,9 @@ class TrainConfig:
     # What a training sample is: a user (targets at every position) or one of its
     # prefixes (the target after it, at the last position): data.pipeline.
     train_samples: str = "users"
+    # The contrastive views: two augmentations of the input, or (with prefixes) the
+    # input and another prefix with its next item.
+    contrast_views: str = "augmented"
 
     @classmethod
     def for_dataset(cls, dataset, preset="paper", **overrides):
@@ -158,12 +162,16 @@ class TrainConfig:
                               ("view_encodings", VIEW_ENCODINGS),
                               ("kmeans", KMEANS),
                               ("mixed_precision", MIXED_PRECISIONS),
-                              ("train_samples", TRAIN_SAMPLES)):
+                              ("train_samples", TRAIN_SAMPLES),
+                              ("contrast_views", CONTRAST_VIEWS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{flag_name(name)} must be one of {', '.join(allowed)}, "
                     f"got {getattr(self, name)!r}"
                 )
+        if self.contrast_views == "same_target" and self.train_samples != "prefixes":
+            raise ConfigError("--contrast-views same_target needs --train-samples prefixes "
+                              "(a sample with one next item)")
         if self.length_buckets:
             # Cut to its longest sequence, a batch changes what these read of padding.
             if self.uses_intents and self.pooling == "mean":

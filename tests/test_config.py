@@ -44,6 +44,9 @@ def test_a_file_dataset_gets_the_defaults():
     ("preset", "best", "--preset"),
     ("view_encodings", "twice", "--view-encodings"),
     ("kmeans", "faiss", "--kmeans"),
+    ("train_samples", "sessions", "--train-samples"),
+    ("contrast_views", "dropout", "--contrast-views"),
+    ("contrast_views", "same_target", "--contrast-views"),  # needs prefixes: below
 ])
 def test_validate_names_the_flag(field, value, flag):
     config = dataclasses.replace(TrainConfig(), **{field: value})
@@ -78,6 +81,13 @@ def test_length_buckets_refuse_a_representation_that_reads_padding(settings, nam
         config.validate()
     message = str(error.value)
     assert message.startswith("--length-buckets") and named in message and "\n" not in message
+
+
+def test_same_target_views_need_prefix_samples():
+    with pytest.raises(ConfigError, match="^--contrast-views same_target needs "
+                                          "--train-samples prefixes"):
+        TrainConfig(contrast_views="same_target").validate()
+    TrainConfig(contrast_views="same_target", train_samples="prefixes").validate()
 
 
 def test_length_buckets_take_padding_free_representations_or_none():

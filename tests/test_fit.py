@@ -114,19 +114,21 @@ def test_a_small_run_trains_each_variant(tmp_path, capsys):
         assert {c for c in columns if c.endswith("_loss")} == expected
 
 
-def test_prefix_samples_make_an_epoch_of_every_prefix(tmp_path, capsys):
+@pytest.mark.parametrize("views", ["augmented", "same_target"])
+def test_prefix_samples_make_an_epoch_of_every_prefix(views, tmp_path, capsys):
     sequences = synthetic_sequences(num_users=80, num_items=25)
     path = write_dataset(tmp_path / "d.txt", sequences)
     steps = -(-sum(len(s) - 3 for s in sequences) // 32)
     assert steps > 3 * -(-80 // 32)  # many more samples than users
     argv = ["--dataset", str(path), "--output-dir", str(tmp_path / "run"), "--preset", "plus",
-            "--train-samples", "prefixes", "--epochs", "2", "--batch-size", "32",
+            "--train-samples", "prefixes", "--contrast-views", views, "--epochs", "2",
+            "--batch-size", "32",
             "--num-intent-clusters", "4", "--num-blocks", "1", "--verbose", "2"]
     assert cli.run(lambda: fit.main(argv), "fit") == 0
     stdout = capsys.readouterr().out
     assert stdout.count(f"{steps}/{steps} - ") == 2  # Keras's line for each epoch
     config = TrainConfig.from_json((tmp_path / "run" / "config.json").read_text())
-    assert config.train_samples == "prefixes"
+    assert (config.train_samples, config.contrast_views) == ("prefixes", views)
 
 
 def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path):

@@ -136,7 +136,7 @@ class SequencePipelines:
         return -(-self.num_samples // batch_size)
 
     def train(self, batch_size, seed, augmentation, ratios, first_epoch=0,
-              length_buckets=False, negatives=True, num_sampled=0):
+              length_buckets=False, negatives=True, num_sampled=0, views="augmented"):
         """The training pipeline: epoch after epoch, reshuffled and re-augmented.
 
         Epoch e's batches (order, negatives, views) are a function of `seed` and
@@ -157,14 +157,21 @@ class SequencePipelines:
             BCE loss.
           num_sampled: draw this many item ids uniformly per batch,
             `sampled_items` [num_sampled], the sampled softmax's negatives.
+          views: `augmented` (two augmentations of the sample's input, the
+            paper's) or `same_target` (with prefixes: the input itself, and
+            another prefix with the same next item, ICSRec's and DuoRec's
+            supervised positive).
 
         Returns:
           A dataset of dicts, each [batch, max_len] int32 ([batch, width] with
           `length_buckets`): `input_ids`, `target_pos` (with prefixes, 0 but in
           the last column), `target_neg` (0 where the target is padding),
-          `view_1` and `view_2` (views of the sample's own input, the prefix
-          for a prefix); and `sampled_items`.
+          `view_1` and `view_2` (by `views`; an augmented view is of the
+          sample's own input, the prefix for a prefix); and `sampled_items`.
         """
+        if views == "same_target" and self.train_samples != "prefixes":
+            raise ValueError("same_target views need prefix samples: a user has no one "
+                             "next item")
         data = self.data
         full = tf.RaggedTensor.from_row_splits(
             tf.constant(data.items, tf.int32), tf.constant(data.row_splits))
@@ -198,40 +205,46 @@ class SequencePipelines:
             return (tf.gather(inputs, users), tf.gather(targets, users),
                     sequences.to_tensor(), lengths, tf.reduce_max(tf.gather(widths, users)))
 
-        def prefix_rows(samples, users):
-            """The same for prefixes: each user's train input cut after m items."""
+        def prefix_inputs(samples):
+            """Users, inputs, cut train inputs, lengths and width of prefix samples."""
+            users = tf.gather(sample_users, samples)
             lengths = tf.gather(prefix_lengths, samples)
             sequences = tf.gather(train_full, users).to_tensor()
             past_the_cut = tf.range(tf.shape(sequences)[1])[None, :] >= lengths[:, None]
             sequences = tf.where(past_the_cut, tf.zeros_like(sequences), sequences)
-            target_pos = tf.pad(tf.gather(prefix_targets, samples)[:, None],
-                                [[0, 0], [max_len - 1, 0]])
-            return (last_items(sequences, lengths, max_len), target_pos, sequences, lengths,
+            return (users, last_items(sequences, lengths, max_len), sequences, lengths,
                     tf.minimum(tf.reduce_max(lengths), max_len))
+
+        if views == "same_target":
+            partners_of = self._same_target_partners()
 
         def make_batch(samples, batch_seed):
             negative_seed, view_seed_1, view_seed_2 = tf.unstack(
                 tf.random.experimental.stateless_split(batch_seed, 3))
             if samples_are_prefixes:
-                users = tf.gather(sample_users, samples)
-                input_ids, target_pos, sequences, lengths, width = prefix_rows(samples, users)
+                users, input_ids, sequences, lengths, width = prefix_inputs(samples)
+                target_pos = tf.pad(tf.gather(prefix_targets, samples)[:, None],
+                                    [[0, 0], [max_len - 1, 0]])
             else:
                 users = samples
                 input_ids, target_pos, sequences, lengths, width = user_rows(users)
-            batch = {
-                "input_ids": input_ids,
-                "target_pos": target_pos,
-                "view_1": augment.augmented_view(sequences, lengths, max_len, augmentation,
-                                                 ratios, view_seed_1),
-                "view_2": augment.augmented_view(sequences, lengths, max_len, augmentation,
-                                                 ratios, view_seed_2),
-            }
+            batch = {"input_ids": input_ids, "target_pos": target_pos}
+            if views == "same_target":
+                _, partner_ids, _, _, partner_width = prefix_inputs(
+                    partners_of(samples, view_seed_2))
+                batch["view_1"], batch["view_2"] = input_ids, partner_ids
+                width = tf.maximum(width, partner_width)
+            else:
+                for name, view_seed in (("view_1", view_seed_1), ("view_2", view_seed_2)):
+                    batch[name] = augment.augmented_view(sequences, lengths, max_len,
+                                                         augmentation, ratios, view_seed)
             if negatives:
                 drawn = sample_negatives(tf.gather(full, users).to_tensor(),
                                          tf.shape(target_pos), item_size, negative_seed)
                 batch["target_neg"] = tf.where(target_pos > 0, drawn, 0)
             if length_buckets:
-                # Views are no longer than their input: the columns cut are padding in all.
+                # No row is wider than `width` (an augmented view is no longer than its
+                # input): the columns cut are padding in all.
                 batch = {name: ids[:, max_len - width:] for name, ids in batch.items()}
             if num_sampled:
                 uniform = tf.random.stateless_uniform(
@@ -245,6 +258,31 @@ class SequencePipelines:
         return (tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
                 .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .prefetch(tf.data.AUTOTUNE))
+
+    def _same_target_partners(self):
+        """A function (samples, seed) -> for each prefix sample, another sample with the
+        same next item drawn uniformly (from any user), or itself if it has none."""
+        by_target = np.argsort(self._prefix_targets, kind="stable")
+        sorted_targets = self._prefix_targets[by_target]
+        rank = np.empty_like(by_target)
+        rank[by_target] = np.arange(len(by_target))
+        group_start = np.searchsorted(sorted_targets, self._prefix_targets, side="left")
+        group_size = np.searchsorted(sorted_targets, self._prefix_targets,
+                                     side="right") - group_start
+        by_target, rank, group_start, group_size = (
+            tf.constant(array, tf.int64) for array in (by_target, rank, group_start, group_size))
+
+        def partners(samples, seed):
+            start, size = tf.gather(group_start, samples), tf.gather(group_size, samples)
+            own = tf.gather(rank, samples)
+            uniform = tf.random.stateless_uniform(tf.shape(samples), seed, dtype=tf.float64)
+            offset = tf.cast(tf.floor(uniform * tf.cast(tf.maximum(size - 1, 1), tf.float64)),
+                             tf.int64)
+            other = start + offset
+            other += tf.cast(other >= own, tf.int64)  # step over the sample itself
+            return tf.gather(by_target, tf.where(size > 1, other, own))
+
+        return partners
 
     def estep(self, batch_size, length_buckets=False):
         """All users' train inputs, no augmentation: [batch, max_len].

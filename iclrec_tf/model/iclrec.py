@@ -146,16 +146,20 @@ class ICLRecModel(keras.Model):
         three passes of 256 sequences took 8-24% less time than one pass of 768,
         whose activations fit the cache worse (docs/BENCHMARKS.md). Grouped by length, the parts
         are stacked, so that rows of one width share a pass whatever part they
-        are from; a view is never longer than its input, so the input's length
-        serves all.
+        are from. Each row is encoded as wide as its input needs (an augmented
+        view is never longer: its masked items are zeros, but sit inside that
+        width), or as the row itself needs if more (another prefix as a view).
         """
         if not self.group_by_length:
             return [self.encoder(part, training=training) for part in parts]
-        width = tf.shape(input_ids)[1]
-        lengths = width - tf.argmax(tf.cast(input_ids > 0, tf.int32), axis=1,
-                                    output_type=tf.int32)
+
+        def length(ids):
+            return tf.shape(ids)[1] - tf.argmax(tf.cast(ids > 0, tf.int32), axis=1,
+                                                output_type=tf.int32)
+
+        lengths = [tf.maximum(length(input_ids), length(part)) for part in parts]
         hidden = encode_by_length(self.encoder, tf.concat(parts, axis=0),
-                                  tf.tile(lengths, [len(parts)]), training=training)
+                                  tf.concat(lengths, axis=0), training=training)
         return tf.split(hidden, len(parts), axis=0)
 
     def intent_representation(self, hidden, item_ids):

@@ -48,7 +48,7 @@ class StepOutputs:
     intents_ready: tf.Tensor | None = None
 
 
-def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
+def contrastive_loss(anchors, positives, temperature=1.0, false_negative_ids=()):
     """InfoNCE over both directions of a batch of pairs (the reference's NCELoss).
 
     With A = `anchors` and B = `positives` ([n, dim] each), the 2n rows of logits
@@ -64,9 +64,10 @@ def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
       anchors: [n, dim].
       positives: [n, dim]; row i is the positive of anchor i.
       temperature: divides every dot product.
-      intent_ids: [n] bool-maskable ids for false-negative mitigation, or None.
-        Where given, a candidate with the anchor's intent is removed from the
-        negatives (logit -inf), except the positive itself.
+      false_negative_ids: [n] id vectors (intents, next items) for
+        false-negative mitigation: a candidate that shares any of them with the
+        anchor is removed from the negatives (logit -inf), except the positive
+        itself.
 
     Returns:
       Scalar: the summed cross entropy of this replica's rows over the 2n rows
@@ -84,13 +85,11 @@ def contrastive_loss(anchors, positives, temperature=1.0, intent_ids=None):
     else:
         sim_ba = tf.matmul(positives, all_anchors, transpose_b=True) / temperature
     own = tf.cast(tf.one_hot(rows, num_rows, dtype=tf.int8), tf.bool)
-    if intent_ids is None:
-        same_block, cross_block = own, tf.zeros_like(own)
-    else:
-        all_intent_ids, _ = replica_rows(intent_ids)
-        same_intent = tf.equal(intent_ids[:, None], all_intent_ids[None, :])
-        same_block = same_intent | own
-        cross_block = same_intent & ~own
+    shared = tf.zeros_like(own)
+    for ids in false_negative_ids:
+        all_ids, _ = replica_rows(ids)
+        shared |= tf.equal(ids[:, None], all_ids[None, :])
+    same_block, cross_block = shared | own, shared & ~own
     negative_infinity = tf.fill(tf.shape(sim_ab), float("-inf"))
     sim_aa = tf.where(same_block, negative_infinity, sim_aa)
     sim_bb = tf.where(same_block, negative_infinity, sim_bb)
@@ -302,18 +301,28 @@ class InstanceContrastTask(ContrastTask):
       weight: beta (`cf_weight` in the reference), 0.1 by default.
       representation: `flatten` (the reference's: [len * hidden]), `masked_mean`
         or `last`.
+      mask_same_target: the batch's other samples with the same next item
+        (`target_pos[:, -1]`) are not negatives: for same-target views, where
+        they are positives too (ICSRec's false-negative mask).
       temperature, fnm, normalize: as `ContrastTask`'s.
     """
 
     def __init__(self, weight=0.1, temperature=1.0, fnm=False, representation="flatten",
-                 normalize=False, name="seqcl_loss", **kwargs):
+                 normalize=False, mask_same_target=False, name="seqcl_loss", **kwargs):
         super().__init__(weight, temperature, fnm, representation, normalize, name=name,
                          **kwargs)
         self.needs_intents = fnm
+        self.mask_same_target = mask_same_target
 
     def call(self, outputs):
         view_1, view_2 = view_representations(outputs, self.representation, self.normalize)
-        return contrastive_loss(view_1, view_2, self.temperature, _fnm_ids(self, outputs))
+        false_negative_ids = _fnm_ids(self, outputs)
+        if self.mask_same_target:
+            false_negative_ids += (outputs.batch["target_pos"][:, -1],)
+        return contrastive_loss(view_1, view_2, self.temperature, false_negative_ids)
+
+    def get_config(self):
+        return {**super().get_config(), "mask_same_target": self.mask_same_target}
 
 
 @keras.utils.register_keras_serializable("iclrec_tf")
@@ -338,8 +347,8 @@ class IntentContrastTask(ContrastTask):
                          **kwargs)
 
     def call(self, outputs):
-        intent_ids = _fnm_ids(self, outputs)
-        losses = [contrastive_loss(view, outputs.prototypes, self.temperature, intent_ids)
+        false_negative_ids = _fnm_ids(self, outputs)
+        losses = [contrastive_loss(view, outputs.prototypes, self.temperature, false_negative_ids)
                   for view in view_representations(outputs, self.representation,
                                                    self.normalize)]
         ready = tf.cast(outputs.intents_ready, losses[0].dtype)
@@ -347,16 +356,17 @@ class IntentContrastTask(ContrastTask):
 
 
 def _fnm_ids(task, outputs):
-    """The intent ids FNM should mask with, or None (FNM off, or no intents yet)."""
+    """The intent ids FNM masks with, as a tuple for `contrastive_loss`: empty with
+    FNM off; before the first E-step, an id of each sequence's own."""
     if not task.fnm:
-        return None
+        return ()
     # Before the first E-step every sequence would share intent 0; give each its
     # own id (unique in the global batch) so that nothing but the usual diagonal
     # is masked.
     _, offset = replica_rows(outputs.intent_ids)
     rows = offset + tf.range(tf.shape(outputs.intent_ids)[0])
     own_ids = -1 - tf.cast(rows, outputs.intent_ids.dtype)
-    return tf.where(outputs.intents_ready, outputs.intent_ids, own_ids)
+    return (tf.where(outputs.intents_ready, outputs.intent_ids, own_ids),)
 
 
 def tasks_for(config, item_size):
@@ -381,9 +391,9 @@ def tasks_for(config, item_size):
     contrast = {"temperature": config.temperature, "fnm": config.fnm,
                 "normalize": config.normalize_views}
     if config.uses_instance_contrast:
-        tasks.append(InstanceContrastTask(config.seqcl_weight,
-                                          representation=config.seqcl_representation,
-                                          **contrast))
+        tasks.append(InstanceContrastTask(
+            config.seqcl_weight, representation=config.seqcl_representation,
+            mask_same_target=config.contrast_views == "same_target", **contrast))
     if config.contrast_type in ("hybrid", "intent"):
         tasks.append(IntentContrastTask(config.icl_weight, representation=config.pooling,
                                         **contrast))

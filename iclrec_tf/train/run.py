@@ -174,7 +174,8 @@ def prepare_training(config, data, strategy=None, checkpoint_dir=None, is_chief=
         {"crop": config.crop_ratio, "mask": config.mask_ratio,
          "reorder": config.reorder_ratio}, first_epoch=first_epoch,
         length_buckets=config.length_buckets, negatives=config.next_item_loss == "bce",
-        num_sampled=config.num_negatives if config.next_item_loss == "sampled" else 0)
+        num_sampled=config.num_negatives if config.next_item_loss == "sampled" else 0,
+        views=config.contrast_views)
     return Training(model, train_data, pipelines.steps_per_epoch(config.batch_size),
                     first_epoch, clustering, RankingValidation(evaluator("valid")),
                     early_stopping, checkpoint, state, evaluator)

@@ -260,3 +260,44 @@ def test_prefix_samples_follow_seed_and_epoch_and_count_every_target(data):
                                   np.bincount(targets, minlength=data.item_size))
     users = SequencePipelines(data, max_len=8).target_counts()
     assert users.sum() < len(targets) and (users <= pipelines.target_counts()).all()
+
+
+@pytest.fixture(scope="module")
+def shared_targets(tmp_path_factory):
+    """30 users: user u's sequence is 100 + u, then 1, 2, 3, ...; so the prefix of m
+    items ends before item m whoever the user, and its first item names the user."""
+    sequences = [[100 + user] + list(range(1, 5 + user % 10)) for user in range(30)]
+    return load_sequences(write_dataset(tmp_path_factory.mktemp("s") / "s.txt", sequences))
+
+
+@pytest.mark.parametrize("length_buckets", [False, True])
+def test_same_target_views_are_the_input_and_another_prefix_with_its_next_item(
+        shared_targets, length_buckets):
+    data = shared_targets
+    pipelines = SequencePipelines(data, max_len=40, train_samples="prefixes")
+    samples_of_target = np.bincount([m for user in range(data.num_users)
+                                     for m in range(1, data.lengths[user] - 2)])
+    dataset = pipelines.train(16, seed=1, augmentation="random", ratios=RATIOS,
+                              length_buckets=length_buckets, views="same_target")
+    partners_of_first = set()
+    for epoch in range(3):
+        for batch in _epoch(dataset, pipelines, 16, epoch):
+            np.testing.assert_array_equal(batch["view_1"], batch["input_ids"])
+            widths = []
+            for ids, view, target in zip(batch["input_ids"], batch["view_2"],
+                                         batch["target_pos"][:, -1], strict=True):
+                own, partner = ids[ids > 0], view[view > 0]
+                assert partner.tolist() == [partner[0]] + list(range(1, target))
+                if samples_of_target[target] > 1:
+                    assert partner[0] != own[0]  # another sample, of another user here
+                if own[0] == 100 and target == 1:
+                    partners_of_first.add(int(partner[0]))
+                widths += [len(own), len(partner)]
+            assert batch["view_2"].shape[1] == (max(widths) if length_buckets else 40)
+    assert len(partners_of_first) > 1  # drawn anew each epoch, from 29 candidates
+
+
+def test_same_target_views_need_prefix_samples(shared_targets):
+    with pytest.raises(ValueError, match="prefix samples"):
+        SequencePipelines(shared_targets, max_len=8).train(
+            16, seed=1, augmentation="random", ratios=RATIOS, views="same_target")

@@ -187,9 +187,13 @@ def test_sampled_softmax_trains_a_step_on_a_million_items():
 def test_grouping_rows_by_length_gives_the_same_losses(data, next_item_loss):
     config = _small_config(pooling="masked_mean", seqcl_representation="masked_mean",
                            next_item_loss=next_item_loss, max_seq_length=20)
-    batch = _first_batch(data, config)
-    padded = build_model(config, data.item_size)
-    grouped = build_model(dataclasses.replace(config, length_buckets=True), data.item_size)
+    _assert_grouping_keeps_the_losses(config, _first_batch(data, config), data.item_size)
+
+
+def _assert_grouping_keeps_the_losses(config, batch, item_size):
+    """The losses of `batch` (dropout off) with rows grouped by length, and padded."""
+    padded = build_model(config, item_size)
+    grouped = build_model(dataclasses.replace(config, length_buckets=True), item_size)
     grouped.set_weights(padded.get_weights())
     assert grouped.group_by_length and not padded.group_by_length
     for model in (padded, grouped):
@@ -198,6 +202,19 @@ def test_grouping_rows_by_length_gives_the_same_losses(data, next_item_loss):
     actual = grouped.task_losses(batch, training=False)
     for name, value in expected.items():
         assert float(actual[name]) == pytest.approx(float(value), rel=1e-5), name
+
+
+def test_grouping_by_length_encodes_a_same_target_view_longer_than_its_input(data):
+    """Another prefix as a view may be longer than the input: it is not cut."""
+    config = _small_config(pooling="masked_mean", seqcl_representation="masked_mean",
+                           next_item_loss="softmax", max_seq_length=20,
+                           train_samples="prefixes", contrast_views="same_target")
+    pipelines = SequencePipelines(data, 20, train_samples="prefixes")
+    batch = next(iter(pipelines.train(32, 1, "random", RATIOS, views="same_target")))
+    lengths = {name: tf.reduce_sum(tf.cast(batch[name] > 0, tf.int32), axis=1)
+               for name in ("input_ids", "view_2")}
+    assert bool(tf.reduce_any(lengths["view_2"] > lengths["input_ids"]))
+    _assert_grouping_keeps_the_losses(config, batch, data.item_size)
 
 
 def test_recomputed_blocks_train_the_same_step_without_dropout(data):

@@ -20,17 +20,20 @@ from iclrec_tf.model.tasks import (
 RNG = np.random.default_rng(0)
 
 
-def _numpy_nce(a, b, temperature=1.0, intents=None):
-    """Row by row, as REFERENCE.md states the instance contrast."""
+def _numpy_nce(a, b, temperature=1.0, intents=None, targets=None):
+    """Row by row, as REFERENCE.md states the instance contrast; a candidate that
+    shares the anchor's intent or target is no negative."""
     n = len(a)
+    groups = [g for g in (intents, targets) if g is not None]
+    shares = [[any(g[i] == g[j] for g in groups) for j in range(n)] for i in range(n)]
     rows, labels = [], []
     for i in range(n):  # anchors from A: candidates B then A
         row = [a[i] @ b[j] / temperature for j in range(n)] + \
               [a[i] @ a[j] / temperature for j in range(n)]
         for j in range(n):
-            if j == i or (intents is not None and intents[i] == intents[j]):
+            if j == i or shares[i][j]:
                 row[n + j] = -np.inf
-            if intents is not None and j != i and intents[i] == intents[j]:
+            if j != i and shares[i][j]:
                 row[j] = -np.inf
         rows.append(row)
         labels.append(i)
@@ -38,9 +41,9 @@ def _numpy_nce(a, b, temperature=1.0, intents=None):
         row = [b[i] @ b[j] / temperature for j in range(n)] + \
               [b[i] @ a[j] / temperature for j in range(n)]
         for j in range(n):
-            if j == i or (intents is not None and intents[i] == intents[j]):
+            if j == i or shares[i][j]:
                 row[j] = -np.inf
-            if intents is not None and j != i and intents[i] == intents[j]:
+            if j != i and shares[i][j]:
                 row[n + j] = -np.inf
         rows.append(row)
         labels.append(n + i)
@@ -57,7 +60,8 @@ def test_contrastive_loss_worked_by_hand():
     # row 0: logits [1, 0 | -inf, 0], label 0 -> log(e + 2) - 1; all four rows alike
     assert float(contrastive_loss(identity, identity)) == pytest.approx(math.log(math.e + 2) - 1)
     # FNM with one shared intent: every candidate but the positive is removed -> 0
-    assert float(contrastive_loss(identity, identity, intent_ids=tf.constant([3, 3]))) == \
+    shared_intent = [tf.constant([3, 3])]
+    assert float(contrastive_loss(identity, identity, false_negative_ids=shared_intent)) == \
         pytest.approx(0.0, abs=1e-7)
 
 
@@ -66,7 +70,7 @@ def test_contrastive_loss_worked_by_hand():
 def test_contrastive_loss_matches_numpy(intents, temperature):
     a, b = RNG.standard_normal((6, 5)), RNG.standard_normal((6, 5))
     ours = contrastive_loss(tf.constant(a, tf.float32), tf.constant(b, tf.float32), temperature,
-                            None if intents is None else tf.constant(intents))
+                            () if intents is None else [tf.constant(intents)])
     assert float(ours) == pytest.approx(_numpy_nce(a, b, temperature, intents), rel=1e-5)
 
 
@@ -116,6 +120,27 @@ def test_instance_contrast_flattens_the_views(fnm):
     assert float(InstanceContrastTask(fnm=fnm)(outputs)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_contrastive_loss_masks_candidates_sharing_any_id():
+    a, b = RNG.standard_normal((6, 5)), RNG.standard_normal((6, 5))
+    intents, targets = [0, 1, 0, 2, 1, 3], [7, 8, 9, 9, 5, 6]
+    ours = contrastive_loss(tf.constant(a, tf.float32), tf.constant(b, tf.float32), 0.5,
+                            [tf.constant(intents), tf.constant(targets)])
+    expected = _numpy_nce(a, b, 0.5, intents, targets)
+    assert float(ours) == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(_numpy_nce(a, b, 0.5, intents), rel=1e-3)
+
+
+@pytest.mark.parametrize("fnm", [False, True])
+def test_same_target_views_are_no_negatives_of_each_other(fnm):
+    outputs = _outputs()
+    targets = [4, 4, 6, 2]  # the first two samples share their next item
+    outputs.batch["target_pos"] = tf.constant([[0, 0, 0, 0, t] for t in targets])
+    a, b = (v.numpy().reshape(4, -1) for v in outputs.view_outputs)
+    expected = _numpy_nce(a, b, intents=[0, 1, 0, 2] if fnm else None, targets=targets)
+    task = InstanceContrastTask(fnm=fnm, mask_same_target=True)
+    assert float(task(outputs)) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("fnm", [False, True])
 def test_intent_contrast_averages_both_views_against_prototypes(fnm):
     outputs = _outputs()
@@ -153,7 +178,8 @@ def test_task_config_round_trip():
     for task in (NextItemTask(weight=2.0), InstanceContrastTask(0.2, 0.5, fnm=True),
                  IntentContrastTask(0.4, 2.0, fnm=True), SoftmaxNextItemTask(max_logits=99),
                  SampledNextItemTask(item_size=40, num_negatives=7),
-                 InstanceContrastTask(representation="last", normalize=True),
+                 InstanceContrastTask(representation="last", normalize=True,
+                                      mask_same_target=True),
                  IntentContrastTask(representation="masked_mean")):
         clone = keras.layers.deserialize(keras.layers.serialize(task))
         assert type(clone) is type(task)
