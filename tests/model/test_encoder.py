@@ -137,18 +137,18 @@ def test_every_weight_gets_a_gradient_under_its_reference_name():
 def test_encoding_by_length_equals_the_full_pass_at_every_item():
     encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=40, num_blocks=2))
     rng = np.random.default_rng(1)
-    lengths = np.array([1, 3, 8, 9, 17, 33, 40, 2])  # every group, and both edges of one
-    ids = np.zeros((8, 40), np.int32)
+    lengths = np.array([1, 3, 5, 8, 9, 17, 33, 40, 4])  # every group, both edges of one
+    ids = np.zeros((len(lengths), 40), np.int32)
     for row, length in enumerate(lengths):
         ids[row, 40 - length:] = rng.integers(1, 30, length)
-    ids[2, 36] = 0  # a masked item inside a row: still within its length
+    ids[3, 36] = 0  # a masked item inside a row: still within its length
     full = encoder(ids, training=False).numpy()
     grouped = encode_by_length(encoder, tf.constant(ids), tf.constant(lengths),
                                training=False).numpy()
     for row, length in enumerate(lengths):
         np.testing.assert_allclose(grouped[row, 40 - length:], full[row, 40 - length:],
                                    atol=1e-5)
-        group_width = min(w for w in (8, 16, 32, 40) if w >= length)
+        group_width = min(w for w in (4, 8, 16, 32, 40) if w >= length)
         assert not grouped[row, :40 - group_width].any()  # left of its group: zeros
         assert grouped[row, 40 - group_width:].any(axis=1).all()
     last = encode_by_length(encoder, tf.constant(ids), tf.constant(lengths), training=False,
