@@ -31,6 +31,8 @@ PLUS_PRESET = {
     "next_item_loss": "softmax", "length_buckets": True, "pooling": "masked_mean",
     "seqcl_representation": "masked_mean", "normalize_views": True, "temperature": 0.2,
     "patience": 10,
+    # ICL joins after 10 epochs: intents clustered from an encoder that already ranks.
+    "warm_up_epochs": 10,
 }
 # Where the ablation chose otherwise for one dataset (docs/BENCHMARKS.md, "ICLRec+";
 # one seed so far): on Beauty the sampled softmax, best valid NDCG@20 0.0803 against

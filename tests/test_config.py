@@ -102,6 +102,7 @@ def test_the_plus_preset_keeps_the_datasets_depth_and_yields_to_flags():
     assert (plus.preset, plus.num_blocks, plus.next_item_loss) == ("plus", 1, "sampled")
     assert plus.validate() is plus
     assert TrainConfig.for_dataset("toys", preset="plus").next_item_loss == "softmax"
+    assert (plus.warm_up_epochs, TrainConfig.for_dataset("beauty").warm_up_epochs) == (10, 0)
     assert TrainConfig.for_dataset("shop.txt", preset="plus").next_item_loss == "softmax"
     assert TrainConfig.for_dataset("beauty", preset="plus",
                                    next_item_loss="softmax").next_item_loss == "softmax"

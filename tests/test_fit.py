@@ -154,6 +154,8 @@ def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path)
         return [sys.executable, "-u", "-m", "iclrec_tf.fit", "--dataset", str(path),
                 "--preset", "plus", "--num-intent-clusters", "8", "--num-blocks", "1",
                 "--hidden-size", "16", "--batch-size", "32", "--epochs", "2",
+                # ICL from the first epoch, so that two epochs fit intents to serve.
+                "--warm-up-epochs", "0",
                 "--output-dir", str(run_dir), "--verbose", "2", "--log-every", "0"]
 
     def metrics(run_dir):
