@@ -29,7 +29,8 @@ MASK_VALUE = -10000.0
 # The widths `encode_by_length` groups rows into (and the encoder's `max_len`):
 # histories are short (Toys: two train inputs in three have at most 4 items), so most
 # rows need 4 or 8 positions, not 50. A group of 4 cut the CPU time of ICLRec+'s step by
-# 18%; more groups cut no more, as each adds a pass's fixed cost (docs/BENCHMARKS.md).
+# 12-18% at one thread; more groups cut no more, as each adds a pass's fixed cost
+# (docs/BENCHMARKS.md).
 GROUP_WIDTHS = (4, 8, 16, 32)
 
 
