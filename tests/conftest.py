@@ -1,5 +1,8 @@
+import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -70,6 +73,23 @@ def synthetic_sequences(num_users=64, num_items=40, seed=0, min_len=5, max_len=3
         items = [(start + step - 1) % num_items + 1 for step in range(length)]
         sequences.append(items)
     return sequences
+
+
+def run_benchmark(script, tmp_path, *flags, num_users=80):
+    """Runs `benchmarks/SCRIPT` as a user would, on `num_users` synthetic users and a
+    small model (one block, 4 intents, batches of 16) at one thread, then `flags`.
+
+    Returns:
+      The JSON object of its last line, once its exit code is asserted to be 0.
+    """
+    path = write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users, num_items=25))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--dataset", str(path),
+         "--threads", "1", "--num-blocks", "1", "--num-intent-clusters", "4",
+         "--batch-size", "16", *flags],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
