@@ -17,7 +17,6 @@ import importlib.util
 import os
 import pathlib
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
 import numpy as np
-from report import print_figures
+from report import peak_rss_mb, print_figures
 
 from iclrec_tf.config import TrainConfig
 from iclrec_tf.data.datasets import load_sequences, resolve_dataset
@@ -118,8 +117,7 @@ def main():
             figures[f"ratio_{kind}"] = round(figures[f"working_{kind}"]
                                              / figures[f"base_{kind}"], 3)
     else:
-        figures["peak_rss_mb"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        figures["peak_rss_mb"] = peak_rss_mb()
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"# base {args.base}, load average {load}", file=sys.stderr)
     print_figures(figures, config)

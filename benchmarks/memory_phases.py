@@ -19,7 +19,7 @@ import resource
 import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
-from report import add_training_flags, print_figures, training_setting
+from report import add_training_flags, peak_rss_mb, print_figures, training_setting
 
 from iclrec_tf import cli
 from iclrec_tf.train.run import prepare_training
@@ -49,7 +49,7 @@ def main():
     for _ in range(5):
         step(batches)
     figures["steps_mb"] = resident_mb()
-    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    figures["peak_rss_mb"] = peak_rss_mb()
     # The function traced by the first step, from the cache: no second trace.
     figures["train_graph_ops"] = len(step.get_concrete_function(batches).graph.get_operations())
     print_figures(figures, config)

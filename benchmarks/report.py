@@ -3,6 +3,7 @@ closing lines they print (the setting, then one JSON object)."""
 
 import json
 import platform
+import resource
 import sys
 
 import tensorflow as tf
@@ -28,6 +29,11 @@ def training_setting(args, **defaults):
         limit_threads(args.threads)
     config = cli.config_from_flags(args, **defaults)
     return config, load_sequences(resolve_dataset(args.dataset, args.data_dir))
+
+
+def peak_rss_mb():
+    """This process's peak resident set so far, in megabytes (Linux counts KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def print_figures(figures, config):

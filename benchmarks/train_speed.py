@@ -15,7 +15,6 @@ steady state, with its E-step and intent loss, not one of `--preset plus`'s firs
 ten, which have neither.
 """
 
-import resource
 import statistics
 import time
 
@@ -25,7 +24,7 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 # isort: on
 import tensorflow as tf
 import tf_keras as keras
-from report import add_training_flags, print_figures, training_setting
+from report import add_training_flags, peak_rss_mb, print_figures, training_setting
 
 from iclrec_tf import cli
 from iclrec_tf.train.run import prepare_training
@@ -128,7 +127,7 @@ def main():
         "estep_s": round(estep.results[-1].seconds, 2) if estep and estep.results else 0.0,
         "eval_s": round(validation.seconds[-1], 2),
         "epoch_s": round(stopwatch.epoch_seconds[-1], 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if args.profile:
         figures["op_time_share"] = profile_steps(training)
