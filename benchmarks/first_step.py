@@ -7,7 +7,8 @@ step (Python tracing, Grappler's graph optimisation and the first execution), th
 five more. Prints one JSON object on its last line: `prepare_s`, `estep_s`,
 `first_step_s`, `step_s` (the median of the five) and `trace_s` (the first step
 less a later one: about what tracing and optimising cost). Every flag of `fit`
-(`--preset`, `--next-item-loss`, ...) sets the trained configuration.
+(`--preset`, `--next-item-loss`, ...) sets the trained configuration, but
+`--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`).
 """
 
 import statistics
@@ -17,7 +18,7 @@ import time
 import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
-from report import add_training_flags, print_figures, training_setting
+from report import STEADY_STATE, add_training_flags, print_figures, training_setting
 
 from iclrec_tf import cli
 from iclrec_tf.train.run import prepare_training
@@ -32,7 +33,7 @@ def _seconds(action):
 def main():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     add_training_flags(parser, exclude=("epochs",))
-    config, data = training_setting(parser.parse_args(), epochs=1)
+    config, data = training_setting(parser.parse_args(), epochs=1, **STEADY_STATE)
     start = time.perf_counter()
     training = prepare_training(config, data)
     figures = {"prepare_s": round(time.perf_counter() - start, 2), "estep_s": 0.0}

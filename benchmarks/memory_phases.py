@@ -8,9 +8,8 @@ pipelines built (`prepared_mb`), the first E-step (`estep_mb`, if the run has
 intents), the first training step, which traces and optimises the step's graph
 (`first_step_mb`), and five more steps (`steps_mb`). Prints one JSON object on its
 last line with those, `peak_rss_mb` and `train_graph_ops`, the operations in the
-traced training step. As in `train_speed.py`, `--warm-up-epochs` is 0 unless given,
-so the step is one of the preset's steady state; every other flag of `fit` sets the
-trained configuration.
+traced training step. `--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`);
+every other flag of `fit` sets the trained configuration.
 """
 
 import resource
@@ -19,7 +18,7 @@ import resource
 import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 # isort: on
-from report import add_training_flags, peak_rss_mb, print_figures, training_setting
+from report import STEADY_STATE, add_training_flags, peak_rss_mb, print_figures, training_setting
 
 from iclrec_tf import cli
 from iclrec_tf.train.run import prepare_training
@@ -35,7 +34,7 @@ def main():
     figures = {"import_mb": resident_mb()}
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     add_training_flags(parser, exclude=("epochs",))
-    config, data = training_setting(parser.parse_args(), epochs=1, warm_up_epochs=0)
+    config, data = training_setting(parser.parse_args(), epochs=1, **STEADY_STATE)
     training = prepare_training(config, data)
     figures["prepared_mb"] = resident_mb()
     if training.clustering is not None:

@@ -22,6 +22,12 @@ def add_training_flags(parser, exclude=()):
     cli.add_config_flags(parser, exclude=("dataset", *exclude))
 
 
+# What the benchmarks of a step or an epoch measure: the preset's steady state, with
+# its E-step and intent loss, not one of `--preset plus`'s warm-up epochs, which have
+# neither. `--warm-up-epochs`, if given, still wins.
+STEADY_STATE = {"warm_up_epochs": 0}
+
+
 def training_setting(args, **defaults):
     """Applies `--threads`, then returns the validated `TrainConfig` of `args`
     (`defaults` for the flags not given) and the dataset's sequences."""

@@ -10,9 +10,7 @@ TensorFlow op time by op type in a traced training step. `--deterministic` turns
 on TensorFlow's op determinism, as `fit` does by default; `--threads N` limits
 the threads as `fit --threads` does. Every other flag of `fit` (`--preset`,
 `--mixed-precision`, `--next-item-loss`, ...) sets the trained configuration, but
-`--warm-up-epochs` is 0 unless given: the measured epoch is one of the preset's
-steady state, with its E-step and intent loss, not one of `--preset plus`'s first
-ten, which have neither.
+`--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`).
 """
 
 import statistics
@@ -24,7 +22,7 @@ import iclrec_tf  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 # isort: on
 import tensorflow as tf
 import tf_keras as keras
-from report import add_training_flags, peak_rss_mb, print_figures, training_setting
+from report import STEADY_STATE, add_training_flags, peak_rss_mb, print_figures, training_setting
 
 from iclrec_tf import cli
 from iclrec_tf.train.run import prepare_training
@@ -112,7 +110,7 @@ def main():
                         help="TensorFlow op determinism, as `fit` (its default) runs")
     add_training_flags(parser, exclude=("epochs",))  # two epochs, always
     args = parser.parse_args()
-    config, data = training_setting(args, epochs=2, warm_up_epochs=0)
+    config, data = training_setting(args, epochs=2, **STEADY_STATE)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     training = prepare_training(config, data)
