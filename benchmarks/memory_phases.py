@@ -7,8 +7,11 @@ phase: TensorFlow and the package imported (`import_mb`), the data, model and
 pipelines built (`prepared_mb`), the first E-step (`estep_mb`, if the run has
 intents), the first training step, which traces and optimises the step's graph
 (`first_step_mb`), and five more steps (`steps_mb`). Prints one JSON object on its
-last line with those, `peak_rss_mb` and `train_graph_ops`, the operations in the
-traced training step. `--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`);
+last line with those, `peak_rss_mb`, `library_mb` and `train_graph_ops`, the
+operations in the traced training step. `library_mb` is the part of the last
+phase's resident set that maps files, TensorFlow's shared libraries above all:
+pages shared with every other process that loads them, and a floor that no
+change to the training can lower. `--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`);
 every other flag of `fit` sets the trained configuration.
 """
 
@@ -30,6 +33,13 @@ def resident_mb():
     return round(pages * resource.getpagesize() / 2**20, 1)
 
 
+def file_backed_mb():
+    """The resident pages that map files (`RssFile` of /proc/self/status), in MB."""
+    with open("/proc/self/status") as stream:
+        kilobytes = next(int(line.split()[1]) for line in stream if line.startswith("RssFile:"))
+    return round(kilobytes / 1024, 1)
+
+
 def main():
     figures = {"import_mb": resident_mb()}
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,6 +59,7 @@ def main():
         step(batches)
     figures["steps_mb"] = resident_mb()
     figures["peak_rss_mb"] = peak_rss_mb()
+    figures["library_mb"] = file_backed_mb()
     # The function traced by the first step, from the cache: no second trace.
     figures["train_graph_ops"] = len(step.get_concrete_function(batches).graph.get_operations())
     print_figures(figures, config)
