@@ -3,12 +3,12 @@
     python benchmarks/softmax_cost.py --dataset toys [--preset plus] [--threads N]
 
 Draws one epoch of the preset's real training pipeline and counts each step's
-next-item targets, then times the forward and backward pass of the full-softmax
-cross entropy (`iclrec_tf.model.softmax`, as `SoftmaxNextItemTask` calls it) over
-those rows against the model's item table, step by step, with nothing else: no
-encoder, no contrastive loss, no optimiser. Its time is a floor under the epoch
-of any run with `--next-item-loss softmax` on this machine: add the E-step and
-validation of `train_speed.py` for the floor of the whole epoch.
+next-item targets, then times the forward and backward pass of
+`SoftmaxNextItemTask` (the `--next-item-loss softmax` task) over those rows
+against the model's item table, step by step, with nothing else: no encoder, no
+contrastive loss, no optimiser. Its time is a floor under the epoch of any run
+with `--next-item-loss softmax` on this machine: add the E-step and validation
+of `train_speed.py` for the floor of the whole epoch.
 
 Prints one JSON object on its last line: `targets` (rows scored in the epoch),
 `items` (candidates per row), `steps`, `softmax_s` (the median of `--repeats`
@@ -28,7 +28,7 @@ import tensorflow as tf
 from report import STEADY_STATE, add_training_flags, print_figures, training_setting
 
 from iclrec_tf import cli
-from iclrec_tf.model.softmax import softmax_cross_entropy_sum
+from iclrec_tf.model.tasks import SoftmaxNextItemTask, StepOutputs
 from iclrec_tf.train.run import prepare_training
 
 
@@ -51,6 +51,7 @@ def main():
     counts = epoch_target_counts(training)
     table = tf.Variable(training.model.encoder.embedding_table)
     item_size, dim = table.shape
+    task = SoftmaxNextItemTask()
     rng = np.random.default_rng(config.seed)
     # The rows' values do not change the cost; real queries would need the encoder.
     rows = [(tf.constant(rng.normal(size=(count, dim)), tf.float32),
@@ -62,8 +63,9 @@ def main():
     def forward_backward(hidden, targets):
         with tf.GradientTape() as tape:
             tape.watch(hidden)
-            loss = softmax_cross_entropy_sum(hidden, targets, table,
-                                             excluded_ids=(0, item_size - 1))
+            # Each row a sequence of one position, every position a real target.
+            loss = task(StepOutputs(batch={"target_pos": targets[:, None]},
+                                    sequence_output=hidden[:, None, :], item_embeddings=table))
         return tape.gradient(loss, [hidden, table])
 
     forward_backward(*rows[0])  # traced before the clock starts
