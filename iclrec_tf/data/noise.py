@@ -49,29 +49,47 @@ def noisy_inputs(data: SequenceData, split, ratio, seed):
     if ratio == 0:
         return data.prefixes(drop_last=drop + 1)
     rng = np.random.default_rng(seed)
-    pool = np.unique(data.items)  # the real item ids, sorted
-    inputs = []
-    for user in range(data.num_users):
-        sequence = data.sequence(user)
-        own_items = sequence  # never inserted, whichever split
-        sequence = sequence[:len(sequence) - drop]
-        n = len(sequence)
-        positions = np.unique(rng.integers(0, n, size=int(ratio * n)))
-        noise = _draw_outside(rng, pool, own_items, len(positions))
-        # np.insert puts noise[i] before sequence[positions[i]]: the answer stays last.
-        inputs.append(np.insert(sequence, positions, noise)[:-1])
-    lengths = np.array([len(row) for row in inputs], dtype=np.int64)
-    return (np.concatenate(inputs).astype(data.items.dtype),
-            np.concatenate([[0], np.cumsum(lengths)]))
+    values, splits = data.prefixes(drop_last=drop)  # each sequence up to its answer
+    n = np.diff(splits)
+    users = np.repeat(np.arange(data.num_users), n)
+    at = np.unique(drawn_positions(rng, splits, ratio))  # sorted: user after user
+    noise = _draw_outside(rng, np.unique(data.items), users[at], data)
+    # Each noise id sorts just before the item at its position; then every user's
+    # last item, its answer, is dropped.
+    order = np.argsort(np.concatenate([2 * np.arange(len(values)) + 1, 2 * at]), kind="stable")
+    noisy = np.concatenate([values, noise])[order]
+    noisy_n = n + np.bincount(users[at], minlength=data.num_users)
+    keep = np.ones(len(noisy), dtype=bool)
+    keep[np.cumsum(noisy_n) - 1] = False
+    return noisy[keep], np.concatenate([[0], np.cumsum(noisy_n - 1)])
 
 
-def _draw_outside(rng, pool, excluded, count):
-    """`count` ids drawn uniformly from `pool`, redrawn while they are in `excluded`."""
-    drawn = pool[rng.integers(0, len(pool), size=count)]
-    clashes = np.isin(drawn, excluded)
-    if clashes.any() and np.isin(pool, excluded).all():
-        raise ValueError("a user's sequence holds every item id: no noise id can be drawn")
-    while clashes.any():
+def drawn_positions(rng, splits, ratio):
+    """`int(ratio * n)` positions drawn with replacement among each sequence's n,
+    user after user, as indices into the sequences' concatenation.
+
+    Args:
+      rng: a numpy `Generator`.
+      splits: [num_users + 1] row splits of the sequences up to their answers.
+      ratio: the noise ratio.
+    """
+    n = np.diff(splits)
+    draws = (ratio * n).astype(np.int64)  # int(ratio * n), in float64 as Python has it
+    owners = np.repeat(np.arange(len(n)), draws)
+    return splits[:-1][owners] + rng.integers(0, n[owners])
+
+
+def _draw_outside(rng, pool, owners, data):
+    """An id drawn uniformly from `pool` for each of `owners` (user indices), redrawn
+    while it is an item of its owner's whole sequence."""
+    width = int(data.items.max()) + 1
+    owned = np.unique(np.repeat(np.arange(data.num_users), data.lengths) * width + data.items)
+    drawn = pool[rng.integers(0, len(pool), size=len(owners))]
+    clashes = np.isin(owners * width + drawn, owned)
+    for _ in range(1000):
+        if not clashes.any():
+            return drawn
         drawn[clashes] = pool[rng.integers(0, len(pool), size=int(clashes.sum()))]
-        clashes = np.isin(drawn, excluded)
-    return drawn
+        clashes = np.isin(owners * width + drawn, owned)
+    raise ValueError("after 1,000 rounds some user's noise id is still one of its items: "
+                     "does a user's sequence hold nearly every item id?")

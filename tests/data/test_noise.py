@@ -3,7 +3,7 @@ import pytest
 from conftest import synthetic_sequences, write_dataset
 
 from iclrec_tf.data.datasets import load_sequences
-from iclrec_tf.data.noise import noisy_inputs
+from iclrec_tf.data.noise import drawn_positions, noisy_inputs
 from iclrec_tf.data.pipeline import SequencePipelines
 
 DROP = {"valid": 2, "test": 1}  # items after each split's input, the answer included
@@ -48,11 +48,18 @@ def test_noise_is_inserted_before_the_answer_and_never_from_the_users_items(data
 def test_the_count_is_the_number_of_distinct_drawn_positions(data):
     ratio, seed = 0.5, 11
     noisy = _rows(*noisy_inputs(data, "test", ratio, seed))
-    n = len(data.sequence(0))
-    # The first user's positions are the generator's first draw.
-    drawn = np.random.default_rng(seed).integers(0, n, size=int(ratio * n))
-    assert len(noisy[0]) - (n - 1) == len(np.unique(drawn))
-    assert len(np.unique(drawn)) < int(ratio * n)  # with replacement: repeats happen
+    _, splits = data.prefixes(drop_last=0)
+    drawn = drawn_positions(np.random.default_rng(seed), splits, ratio)
+    owners = np.searchsorted(splits, drawn, side="right") - 1
+    repeats = 0
+    for user, row in enumerate(noisy):
+        n = len(data.sequence(user))
+        mine = drawn[owners == user]
+        assert len(mine) == int(ratio * n)  # drawn with replacement among the n
+        assert ((mine >= splits[user]) & (mine < splits[user + 1])).all()
+        assert len(row) - (n - 1) == len(np.unique(mine))
+        repeats += len(mine) - len(np.unique(mine))
+    assert repeats > 0
 
 
 def test_the_noise_is_seeded(data):
