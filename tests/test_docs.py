@@ -156,7 +156,7 @@ def test_the_command_check_sees_the_documented_commands():
     seen = {(_relative(page), what) for page, _, _, what, _ in (c.values for c in COMMANDS)}
     assert ("README.md", "iclrec_tf.fit") in seen
     assert ("docs/training.md", "iclrec_tf.sweep") in seen
-    assert ("docs/own-data.md", "pipelines/prepare.py") in seen
+    assert ("docs/paper.md", "benchmarks/learning_curve.py") in seen
     assert ("docs/serving.md", "benchmarks/serve_latency.py") in seen
 
 
@@ -232,19 +232,36 @@ def _links(page):
         yield text.count("\n", 0, match.start()) + 1, match.group(1)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_relative)
-def test_relative_links_resolve(page):
+def broken_links(page):
+    """`file:line: target: why` of each relative link of `page` that does not resolve."""
     broken = []
     for number, target in _links(page):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
             continue
         path, _, anchor = target.partition("#")
         destination = (page.parent / path).resolve() if path else page
+        where = f"{page.name}:{number}: {target}"
         if not destination.exists():
-            broken.append(f"{_relative(page)}:{number}: {target}: no such file")
+            broken.append(f"{where}: no such file")
         elif anchor and destination.suffix == ".md" and anchor not in _anchors(destination):
-            broken.append(f"{_relative(page)}:{number}: {target}: no such heading")
+            broken.append(f"{where}: no such heading")
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_relative)
+def test_relative_links_resolve(page):
+    broken = broken_links(page)
     assert not broken, "\n".join(broken)
+
+
+def test_the_link_check_finds_missing_files_and_headings(tmp_path):
+    (tmp_path / "guide.md").write_text("# A guide\n\n## Sweeps: a queue of runs\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](guide.md#sweeps-a-queue-of-runs) [web](https://example.org/x)\n"
+                    "`[in code](nowhere.md)`\n\n```\n[in a block](nowhere.md)\n```\n"
+                    "[gone](missing.md) ![plot](guide.md#no-such-heading)\n")
+    assert broken_links(page) == ["page.md:7: missing.md: no such file",
+                                  "page.md:7: guide.md#no-such-heading: no such heading"]
 
 
 def test_the_link_check_sees_links_and_headings():
