@@ -73,11 +73,10 @@ class SequencePipelines:
       train_samples: `users` or `prefixes` (see the module docstring).
 
     Example:
-
-    >>> pipelines = SequencePipelines(load_sequences(path), max_len=50)
-    >>> train = pipelines.train(batch_size=256, seed=1, augmentation="random",
-    ...                         ratios={"crop": 0.2, "mask": 0.7, "reorder": 0.2})
-    >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
+      >>> pipelines = SequencePipelines(load_sequences(path), max_len=50)
+      >>> train = pipelines.train(batch_size=256, seed=1, augmentation="random",
+      ...                         ratios={"crop": 0.2, "mask": 0.7, "reorder": 0.2})
+      >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
     """
 
     def __init__(self, data, max_len, train_samples="users"):

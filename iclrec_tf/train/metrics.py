@@ -67,10 +67,9 @@ class RankingEvaluator:
       mask_id: the vocabulary's mask id.
 
     Example:
-
-    >>> evaluator = RankingEvaluator(model, pipelines.evaluation("test", 1024),
-    ...                              "reference", data.mask_id)
-    >>> evaluator()["NDCG@20"]
+      >>> evaluator = RankingEvaluator(model, pipelines.evaluation("test", 1024),
+      ...                              "reference", data.mask_id)
+      >>> evaluator()["NDCG@20"]
     """
 
     def __init__(self, model, dataset, protocol, mask_id):
