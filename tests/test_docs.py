@@ -156,7 +156,7 @@ def test_the_command_check_sees_the_documented_commands():
     seen = {(_relative(page), what) for page, _, _, what, _ in (c.values for c in COMMANDS)}
     assert ("README.md", "iclrec_tf.fit") in seen
     assert ("docs/training.md", "iclrec_tf.sweep") in seen
-    assert ("docs/paper.md", "benchmarks/learning_curve.py") in seen
+    assert ("docs/reproducing.md", "benchmarks/learning_curve.py") in seen
     assert ("docs/serving.md", "benchmarks/serve_latency.py") in seen
 
 

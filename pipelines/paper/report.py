@@ -10,7 +10,7 @@ and writes into `--out`:
   (mean over seeds), beside the paper's ICLRec, the released weights and the
   published anchors (`published.json`), then its compact form (NDCG@20, HR@20);
 - `table2.md`: the ablation, test NDCG@20 of rows A to F by recipe, beside the
-  paper's;
+  paper's (written without records too, saying so);
 - `fig3_<dataset>.png`: test NDCG@20 of each user group by train-history length,
   one bar for each model, each group's user count under it;
 - `fig4_<dataset>.png`: test NDCG@5 at each noise ratio (bars, mean over the
@@ -158,13 +158,15 @@ def table1(records, published):
 
 
 def table2(records, published):
-    """The ablation's Markdown, or None without records."""
+    """The ablation's Markdown, and whether it has records."""
     ours = [r for r in records if r.experiment == "table2"]
-    if not ours:
-        return None
     lines = ["# Table 2: the ablation", "",
              "Test NDCG@20, mean over seeds; the paper's beside ours. Rows G and H need "
              "S3-Rec's pre-training, which this project does not have.", ""]
+    if not ours:
+        lines += ["No records yet: `python -m iclrec_tf.sweep "
+                  "pipelines/paper/table2_<dataset>_<recipe>.txt --output-dir runs/paper "
+                  "--records docs/results` trains its rows.", ""]
     for preset in sorted({r.preset for r in ours}):
         datasets = [d for d in DATASETS if any(r.dataset == d and r.preset == preset
                                                for r in ours)]
@@ -180,7 +182,7 @@ def table2(records, published):
             lines.append(f"| {row} | {published['table2'][row]['model']} | "
                          + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines), bool(ours)
 
 
 def _models(records, dataset):
@@ -306,12 +308,11 @@ def write_report(records_dir, out):
     files.write_text(out / "table1.md", text)
     written.append("table1.md")
     missing += [f"table1: no records of {dataset}" for dataset in no_table1]
-    text = table2(records, published)
-    if text is None:
+    text, has_records = table2(records, published)
+    files.write_text(out / "table2.md", text)
+    written.append("table2.md")
+    if not has_records:
         missing.append("table2: no records")
-    else:
-        files.write_text(out / "table2.md", text)
-        written.append("table2.md")
     for dataset in DATASETS:
         for number, draw in ((3, fig3), (4, fig4)):
             name = f"fig{number}_{dataset}.png"
@@ -327,8 +328,9 @@ def write_report(records_dir, out):
     index = ["# The paper's tables and figures, from our records", "",
              f"Drawn from the {len(records)} records under `{records_dir}` by "
              f"`python pipelines/paper/report.py {records_dir} --out {out}`.", "",
-             *[f"- [{name}]({name})" for name in written], "", "Not drawn yet:", "",
-             *[f"- {line}" for line in missing], ""]
+             *[f"- [{name}]({name})" for name in written if name.endswith(".md")], "",
+             *[f"![{name}]({name})\n" for name in written if name.endswith(".png")],
+             "Not drawn yet:", "", *[f"- {line}" for line in missing], ""]
     files.write_text(out / "README.md", "\n".join(index))
     return written, missing
 

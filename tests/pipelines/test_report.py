@@ -57,6 +57,7 @@ def records(tmp_path):
 
 def test_the_report_draws_tables_and_figures_from_records_and_names_what_is_missing(
         records, tmp_path):
+    (tmp_path / "empty").mkdir()
     out = tmp_path / "paper"
     result = _report(records, out)
     assert result.returncode == 0, result.stderr
@@ -82,6 +83,10 @@ def test_the_report_draws_tables_and_figures_from_records_and_names_what_is_miss
         assert f"not drawn yet: {missing}" in out_lines
         assert f"- {missing}" in (out / "README.md").read_text()
     assert "table2: no records" not in result.stdout
+    # without records of an experiment: its table says so, and the output names it
+    result = _report(tmp_path / "empty", tmp_path / "empty-paper")
+    assert "not drawn yet: table2: no records" in result.stdout.splitlines()
+    assert "No records yet" in (tmp_path / "empty-paper" / "table2.md").read_text()
 
 
 def test_a_broken_record_is_one_line_naming_its_file(records, tmp_path):
