@@ -134,12 +134,6 @@ def _json(value):
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
-def read_record(folder):
-    """The `record.json` of a record folder, or None if it has none."""
-    path = pathlib.Path(folder) / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def build_parser():
     parser = cli.ArgumentParser(
         prog=PROG, description="Write a run's record (config, history, metrics, and the "
