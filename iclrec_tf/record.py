@@ -30,9 +30,10 @@ from iclrec_tf.train.rundir import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RunD
 
 PROG = "python -m iclrec_tf.record"
 # Where a record belongs: the results table, the paper's ablation and sweeps, the
-# released weights, and encoder tuning (which no table shows).
+# released weights, and tuning on valid (no table shows it; the report draws the
+# learning curves of a preset's tuning).
 EXPERIMENTS = ("table1", "table2", "fig5_k", "fig5_lambda", "fig6_batch", "released",
-               "encoder_tuning")
+               "preset_tuning", "encoder_tuning")
 RECORD_FILE = "record.json"
 BY_LENGTH_FILE = "by_length.json"
 NOISE_FILE = "noise.json"

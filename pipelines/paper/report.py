@@ -17,6 +17,9 @@ and writes into `--out`:
   noise seeds, their range as error bars) and its drop from ratio 0 (lines);
 - `fig5_k.png`, `fig5_lambda.png`, `fig6_batch.png`: test NDCG@20 against the
   value varied, one line for each dataset and recipe;
+- `curves_<dataset>.png`: the learning curves (valid NDCG@20 and the training
+  next-item loss by epoch) of the dataset's results-table runs and of its
+  `preset_tuning` runs, what was tried in choosing its preset;
 - `README.md`: what was drawn, and each dataset or experiment that has no
   records yet (printed too; that is not an error).
 
@@ -25,6 +28,7 @@ Nobody needs to train to redraw them: the records are in the repository.
 
 import argparse
 import collections
+import csv
 import io
 import json
 import pathlib
@@ -52,7 +56,9 @@ class ReportError(Exception):
 
 
 Record = collections.namedtuple("Record", "name dataset experiment row seed preset metrics "
-                                          "by_length noise")
+                                          "by_length noise history")
+# The records whose learning curves `curves` draws.
+CURVE_EXPERIMENTS = ("table1", "preset_tuning")
 
 
 def read_records(folder):
@@ -78,11 +84,33 @@ def read_records(folder):
         missing = {"dataset", "experiment", "row", "seed"} - set(label)
         if missing:
             raise ReportError(f"{path}: no {', '.join(sorted(missing))}")
+        config = load("config.json")
         records.append(Record(record_dir.name, label["dataset"], label["experiment"],
-                              str(label["row"]), label["seed"], load("config.json")["preset"],
+                              str(label["row"]), label["seed"], config["preset"],
                               load("metrics.json"), load("by_length.json"),
-                              load("noise.json")))
+                              load("noise.json"), _history(record_dir / "history.csv")))
     return records
+
+
+def _history(path):
+    """`{column: [value per epoch]}` of a record's `history.csv`; None without one
+    (released weights have no history).
+
+    Raises:
+      ReportError: naming the file and line of a value that is not a number.
+    """
+    if not path.exists():
+        return None
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    history = collections.defaultdict(list)
+    for line, row in enumerate(rows, start=2):
+        for column, value in row.items():
+            try:
+                history[column].append(float(value))
+            except (TypeError, ValueError):
+                raise ReportError(f"{path}:{line}: {column} is not a number") from None
+    return dict(history)
 
 
 def _mean(values):
@@ -278,6 +306,35 @@ def sweep_figure(plt, records, experiment, path):
     return True
 
 
+def curves(plt, records, dataset, path):
+    """Valid NDCG@20 and the training next-item loss by epoch, one line a run of the
+    dataset's results table and preset tuning; returns whether there was anything
+    to draw."""
+    runs = [r for r in records if r.dataset == dataset and r.experiment in CURVE_EXPERIMENTS
+            and r.history is not None]
+    if not runs:
+        return False
+    figure, (valid, loss) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True)
+    for run in sorted(runs, key=lambda r: (r.experiment, r.name)):
+        epochs = np.array(run.history["epoch"]) + 1
+        style = "-" if run.experiment == "table1" else "--"
+        line, = valid.plot(epochs, run.history["val_NDCG@20"], style, label=run.name)
+        best = int(np.argmax(run.history["val_NDCG@20"]))
+        valid.plot(epochs[best], run.history["val_NDCG@20"][best], "o",
+                   color=line.get_color())
+        loss.plot(epochs, run.history["rec_loss"], style, color=line.get_color())
+    valid.set_ylabel("valid NDCG@20\n(dot: the epoch kept)")
+    loss.set_ylabel("training next-item loss")
+    loss.set_xlabel("epoch")
+    valid.grid(alpha=0.3)
+    loss.grid(alpha=0.3)
+    valid.set_title(f"{dataset.capitalize()}: learning curves (solid: results table, "
+                    "dashed: preset tuning)")
+    valid.legend(fontsize=7, ncol=2)
+    _save(plt, figure, path)
+    return True
+
+
 def _save(plt, figure, path):
     """Writes `figure` as a PNG atomically (`iclrec_tf.files`), and closes it."""
     figure.tight_layout()
@@ -325,6 +382,10 @@ def write_report(records_dir, out):
             written.append(name)
         else:
             missing.append(f"{experiment}: no records")
+    for dataset in DATASETS:
+        name = f"curves_{dataset}.png"
+        if curves(plt, records, dataset, out / name):
+            written.append(name)
     index = ["# The paper's tables and figures, from our records", "",
              f"Drawn from the {len(records)} records under `{records_dir}` by "
              f"`python pipelines/paper/report.py {records_dir} --out {out}`.", "",

@@ -32,6 +32,10 @@ def write_record(folder, name, dataset, experiment, row, seed=1, preset="plus", 
     (record / "noise.json").write_text(json.dumps(
         [{**_metrics(ndcg20 * (1 - ratio) - 0.0001 * noise_seed), "noise_ratio": ratio,
           "seed": noise_seed} for ratio in (0.0, 0.1, 0.2) for noise_seed in (1, 2)]))
+    if experiment != "released":  # released weights have no history
+        epochs = range(6)
+        (record / "history.csv").write_text("epoch,rec_loss,val_NDCG@20\n" + "".join(
+            f"{epoch},{9 - epoch},{ndcg20 * (1 - abs(epoch - 3) / 10)}\n" for epoch in epochs))
     return record
 
 
@@ -48,6 +52,7 @@ def records(tmp_path):
     write_record(folder, "toys-plus-s1", "toys", "table1", "plus", seed=1, ndcg20=0.0720)
     write_record(folder, "toys-plus-s2", "toys", "table1", "plus", seed=2, ndcg20=0.0730)
     write_record(folder, "toys-sasrec", "toys", "table1", "sasrec", ndcg20=0.0700)
+    write_record(folder, "toys-plus-lr", "toys", "preset_tuning", "lr0.0005", ndcg20=0.0710)
     for row, value in zip("ABCDEF", (0.065, 0.066, 0.060, 0.064, 0.058, 0.063), strict=True):
         write_record(folder, f"beauty-t2-{row}", "beauty", "table2", row, ndcg20=value)
     for k, value in ((16, 0.061), (64, 0.064), (256, 0.066)):
@@ -62,7 +67,7 @@ def test_the_report_draws_tables_and_figures_from_records_and_names_what_is_miss
     result = _report(records, out)
     assert result.returncode == 0, result.stderr
     drawn = {"table1.md", "table2.md", "fig3_toys.png", "fig4_toys.png", "fig5_k.png",
-             "README.md"}
+             "curves_toys.png", "README.md"}
     assert {p.name for p in out.iterdir()} == drawn
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 10_000
@@ -83,6 +88,9 @@ def test_the_report_draws_tables_and_figures_from_records_and_names_what_is_miss
         assert f"not drawn yet: {missing}" in out_lines
         assert f"- {missing}" in (out / "README.md").read_text()
     assert "table2: no records" not in result.stdout
+    # a tuning run is in no table, but among the learning curves
+    assert "toys-plus-lr" not in table1
+    assert "![curves_toys.png](curves_toys.png)" in (out / "README.md").read_text()
     # without records of an experiment: its table says so, and the output names it
     result = _report(tmp_path / "empty", tmp_path / "empty-paper")
     assert "not drawn yet: table2: no records" in result.stdout.splitlines()
@@ -98,5 +106,9 @@ def test_a_broken_record_is_one_line_naming_its_file(records, tmp_path):
     (records / "toys-sasrec" / "noise.json").unlink()
     result = _report(records, tmp_path / "paper")
     assert result.stderr.strip().endswith("noise.json: missing from the record")
+    (records / "toys-plus-s1" / "history.csv").write_text("epoch,rec_loss\n0,9\n1,nan?\n")
+    result = _report(records, tmp_path / "paper")
+    assert result.stderr.strip().endswith(
+        f"{records / 'toys-plus-s1' / 'history.csv'}:3: rec_loss is not a number")
     result = _report(tmp_path / "nowhere", tmp_path / "paper")
     assert result.returncode == 2 and "no such folder of records" in result.stderr
