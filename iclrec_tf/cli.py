@@ -67,6 +67,9 @@ def config_from_file(path, args):
         saved.validate()
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    except TypeError:  # a number written as a string, say
+        raise ConfigError(f"{path}: a setting is not of its type (compare it with a "
+                          "config.json that fit wrote)") from None
     if getattr(args, "preset", None) is not None:
         raise ConfigError(f"--preset: not with --config, whose {path} holds every setting "
                           f"of its run (preset {saved.preset!r} included)")

@@ -322,6 +322,8 @@ def test_a_record_re_runs_from_its_config_json_whatever_the_presets_say(
     ("{", "fit: error: {path}:1: invalid JSON"),
     ("[1, 2]", "fit: error: {path}: not a config.json (a JSON object of the run's settings)"),
     ('{"lr": -1}', "fit: error: {path}: --lr must be a positive number, got -1"),
+    ('{"lr": "fast"}', "fit: error: {path}: a setting is not of its type (compare it with a "
+                       "config.json that fit wrote)"),
     ('{"encoder": "fourier"}', "fit: error: {path}: --encoder fourier is not causal (a "
                                "position sees the items after it): it trains on "
                                "--train-samples prefixes only"),
