@@ -29,5 +29,8 @@ setup(
         "plots": ["matplotlib>=3.8,<4"],
         # benchmarks/prepare_speed.py --compare: the reader it was chosen against.
         "bench": ["pandas>=2.2,<4"],
+        # mkdocs.yml: the documentation site, with the API reference from the docstrings.
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10",
+                 "mkdocstrings[python]>=0.29,<2"],
     },
 )
