@@ -342,3 +342,17 @@ def test_a_preset_beside_a_config_file_is_refused(tmp_path, capsys):
     code, err = _fit(["--config", str(path), "--preset", "paper"], capsys)
     assert (code, err) == (2, f"fit: error: --preset: not with --config, whose {path} holds "
                               "every setting of its run (preset 'plus' included)")
+
+
+def test_every_committed_record_reads_back_as_it_ran_with_the_default_encoder():
+    import argparse
+
+    from conftest import REPO
+
+    records = sorted((REPO / "docs" / "results").glob("*/config.json"))
+    assert records
+    for path in records:
+        written = json.loads(path.read_text())
+        config = json.loads(cli.config_from_file(path, argparse.Namespace()).to_json())
+        assert {name: config[name] for name in written} == written, path
+        assert config["encoder"] == written.get("encoder", "attention")

@@ -103,10 +103,9 @@ class FilterBlock(Block):
     filter's and the feed-forward output's.
 
     Example:
-
-    >>> config = EncoderConfig.from_train_config(
-    ...     TrainConfig(encoder="filter", filter_bases=16), item_size=100)
-    >>> encoder = SequenceEncoder(config)  # its blocks are FilterBlocks
+      >>> config = EncoderConfig.from_train_config(
+      ...     TrainConfig(encoder="filter", filter_bases=16), item_size=100)
+      >>> encoder = SequenceEncoder(config)  # its blocks are FilterBlocks
     """
 
     uses_positions = False

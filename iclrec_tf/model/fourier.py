@@ -121,10 +121,9 @@ class FourierBlock(Block):
     output's.
 
     Example:
-
-    >>> config = EncoderConfig.from_train_config(
-    ...     TrainConfig(encoder="causal_fourier", fourier_alpha=0.3), item_size=100)
-    >>> encoder = SequenceEncoder(config)  # its blocks are FourierBlocks
+      >>> config = EncoderConfig.from_train_config(
+      ...     TrainConfig(encoder="causal_fourier", fourier_alpha=0.3), item_size=100)
+      >>> encoder = SequenceEncoder(config)  # its blocks are FourierBlocks
     """
 
     def __init__(self, config, **kwargs):
