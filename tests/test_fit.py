@@ -245,7 +245,8 @@ def test_each_encoder_trains_resumes_evaluates_and_serves_as_evaluate_ranks(
         encoder, tmp_path, capsys):
     """SeqCL and ICL (the k-means E-step on the encoder's output) with the plus preset;
     a run stopped after an epoch and taken on equals one that ran through; `evaluate`
-    gives the run's test metrics; the export's top-K give evaluate's."""
+    gives the run's test metrics, and its analyses run; the export's top-K give
+    evaluate's."""
     import numpy as np
     import tensorflow as tf
 
@@ -275,6 +276,11 @@ def test_each_encoder_trains_resumes_evaluates_and_serves_as_evaluate_ranks(
 
     assert evaluated("reference") == pytest.approx(_metrics(whole)["test"], abs=1e-6)
     exclude = evaluated("exclude")
+    # The analyses: by history length, and with noise in the histories.
+    assert evaluate.main(["--run", str(whole), "--by-length"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["groups"]
+    assert evaluate.main(["--run", str(whole), "--noise-ratio", "0.2"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["noise_ratio"] == 0.2
     assert export.main(["--run", str(whole), "--model-dir", str(tmp_path / "served"),
                         "--top-k", "10"]) == 0
     served = tf.saved_model.load(capsys.readouterr().out.splitlines()[-1])
