@@ -22,7 +22,7 @@ import sys
 import time
 
 from iclrec_tf import cli
-from iclrec_tf.evaluate import load_evaluation
+from iclrec_tf.evaluate import add_weights_flags, load_evaluation
 
 BATCH_SIZE = 1024
 
@@ -39,11 +39,7 @@ def _median_seconds(work, repeats):
 
 def main():
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run")
-    source.add_argument("--reference-weights")
-    parser.add_argument("--dataset")
-    parser.add_argument("--data-dir")
+    add_weights_flags(parser)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--noise-ratio", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=3)

@@ -29,13 +29,7 @@ def build_parser():
     parser = cli.ArgumentParser(
         prog=PROG,
         description="Evaluate trained weights with full ranking.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="a run directory written by iclrec_tf.fit")
-    source.add_argument("--reference-weights",
-                        help="a released .npz of the reference implementation")
-    parser.add_argument("--dataset", help="dataset name or file (default: the run's dataset; "
-                        "required with --reference-weights)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    add_weights_flags(parser)
     parser.add_argument("--split", choices=("valid", "test"), default="test")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="reference")
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -51,6 +45,18 @@ def build_parser():
     parser.add_argument("--seed", type=int,
                         help="with --noise-ratio: the seed of the noise (default 1)")
     return parser
+
+
+def add_weights_flags(parser):
+    """Adds where the weights come from, `load_evaluation`'s arguments: `--run` or
+    `--reference-weights`, then `--dataset` and `--data-dir`."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run directory written by iclrec_tf.fit")
+    source.add_argument("--reference-weights",
+                        help="a released .npz of the reference implementation")
+    parser.add_argument("--dataset", help="dataset name or file (default: the run's dataset; "
+                        "required with --reference-weights)")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
 
 
 def check_analysis_flags(args):

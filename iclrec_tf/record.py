@@ -25,7 +25,7 @@ import time
 from iclrec_tf import cli, files
 from iclrec_tf.data.datasets import DATASETS
 from iclrec_tf.errors import ConfigError, DataError, StorageError
-from iclrec_tf.evaluate import load_evaluation
+from iclrec_tf.evaluate import add_weights_flags, load_evaluation
 from iclrec_tf.train.rundir import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RunDirectory
 
 PROG = "python -m iclrec_tf.record"
@@ -134,23 +134,11 @@ def _json(value):
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
-def read_record(folder):
-    """The `record.json` of a record folder, or None if it has none."""
-    path = pathlib.Path(folder) / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def build_parser():
     parser = cli.ArgumentParser(
         prog=PROG, description="Write a run's record (config, history, metrics, and the "
         "by-length and noise analyses on test) into a folder of its own.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="a finished run directory written by iclrec_tf.fit")
-    source.add_argument("--reference-weights",
-                        help="a released .npz of the reference implementation")
-    parser.add_argument("--dataset", help="dataset name (default: the run's; required with "
-                        "--reference-weights)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    add_weights_flags(parser)
     parser.add_argument("--out", required=True,
                         help="the record folder, docs/results/NAME (replaced if it exists)")
     parser.add_argument("--experiment", required=True, choices=EXPERIMENTS)
