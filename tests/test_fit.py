@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import pathlib
 
 import pytest
 from conftest import synthetic_sequences, write_dataset
@@ -283,7 +284,11 @@ def test_each_encoder_trains_resumes_evaluates_and_serves_as_evaluate_ranks(
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["noise_ratio"] == 0.2
     assert export.main(["--run", str(whole), "--model-dir", str(tmp_path / "served"),
                         "--top-k", "10"]) == 0
-    served = tf.saved_model.load(capsys.readouterr().out.splitlines()[-1])
+    version_dir = pathlib.Path(capsys.readouterr().out.splitlines()[-1])
+    # The version carries the run's settings, its encoder among them.
+    assert TrainConfig.from_json(
+        (version_dir / "assets.extra" / "config.json").read_text()) == config
+    served = tf.saved_model.load(str(version_dir))
     data = load_sequences(path)
     histories = [data.sequence(user)[:-1] for user in range(data.num_users)]
     width = max(len(history) for history in histories)

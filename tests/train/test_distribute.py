@@ -36,6 +36,10 @@ MIRRORED_STEP = textwrap.dedent("""
     ratios = {"crop": 0.2, "mask": 0.7, "reorder": 0.2}
     batch = next(iter(SequencePipelines(data, 12).train(24, 3, "random", ratios)))
     results = {}
+    # One mirrored strategy for every model: each new strategy numbers its collective
+    # ops from the same keys, which the process keeps with the previous model's shapes.
+    strategies = (("one", tf.distribute.get_strategy()),
+                  ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])))
     # FNM with the default encoder; the other encoders without (the filter with its
     # orthogonality loss, which the replicas must add up once).
     for variant in ("fnm", "attention", "fourier", "causal_fourier", "filter"):
@@ -48,9 +52,7 @@ MIRRORED_STEP = textwrap.dedent("""
             encoder="attention" if variant == "fnm" else variant,
             filter_reg_weight=0.1)
         centroids = np.random.default_rng(0).standard_normal((4, 16))
-        for name, strategy in (("one", tf.distribute.get_strategy()),
-                               ("mirrored", tf.distribute.MirroredStrategy(
-                                   ["/cpu:0", "/cpu:1"]))):
+        for name, strategy in strategies:
             keras.utils.set_random_seed(7)
             with strategy.scope():
                 model = build_model(config, data.item_size)
