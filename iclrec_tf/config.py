@@ -18,6 +18,12 @@ KMEANS = ("minibatch", "full")
 MIXED_PRECISIONS = ("float32", "bfloat16")
 TRAIN_SAMPLES = ("users", "prefixes")
 CONTRAST_VIEWS = ("augmented", "same_target")
+# The sequence encoders (docs/encoders.md); the first, the reference's, is the default.
+ENCODERS = ("attention", "fourier", "causal_fourier", "filter")
+# Those that are not causal: a position's output depends on the items after it, so
+# training all positions of a user at once would show each target to its own input.
+# They train on prefixes, whatever the preset.
+NON_CAUSAL_ENCODERS = ("fourier",)
 
 # Encoder depth of the reference's released scripts; everything else is shared.
 DATASET_PRESETS = {
@@ -104,11 +110,20 @@ class TrainConfig:
     # The contrastive views: two augmentations of the input, or (with prefixes) the
     # input and another prefix with its next item.
     contrast_views: str = "augmented"
+    # The encoder's blocks (ENCODERS), and the settings of the other kinds:
+    # `fourier`'s weight of its low-pass branch and BSARec's cutoff c, `filter`'s
+    # number of shared filters and the weight of their orthogonality loss.
+    encoder: str = "attention"
+    fourier_alpha: float = 0.7
+    fourier_cutoff: int = 5
+    filter_bases: int = 32
+    filter_reg_weight: float = 0.0
 
     @classmethod
     def for_dataset(cls, dataset, preset="paper", **overrides):
         """The `preset` of `dataset` (the paper's encoder depth if it has one), then
-        `overrides`.
+        `overrides`. A non-causal encoder trains on prefixes unless `train_samples`
+        is given.
 
         Raises:
           ConfigError: for an unknown `preset`.
@@ -119,7 +134,10 @@ class TrainConfig:
         if preset == "plus":
             settings.update(PLUS_PRESET)
             settings.update(PLUS_DATASET_PRESETS.get(dataset, {}))
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings.update(given)
+        if settings.get("encoder") in NON_CAUSAL_ENCODERS and "train_samples" not in given:
+            settings["train_samples"] = "prefixes"
         return cls(dataset=dataset, preset=preset, **settings)
 
     def validate(self):
@@ -166,7 +184,8 @@ class TrainConfig:
                               ("kmeans", KMEANS),
                               ("mixed_precision", MIXED_PRECISIONS),
                               ("train_samples", TRAIN_SAMPLES),
-                              ("contrast_views", CONTRAST_VIEWS)):
+                              ("contrast_views", CONTRAST_VIEWS),
+                              ("encoder", ENCODERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{flag_name(name)} must be one of {', '.join(allowed)}, "
@@ -175,6 +194,7 @@ class TrainConfig:
         if self.contrast_views == "same_target" and self.train_samples != "prefixes":
             raise ConfigError("--contrast-views same_target needs --train-samples prefixes "
                               "(a sample with one next item)")
+        self._validate_encoder()
         if self.length_buckets:
             # Cut to its longest sequence, a batch changes what these read of padding.
             if self.uses_intents and self.pooling == "mean":
@@ -185,6 +205,24 @@ class TrainConfig:
                                   "padding: --seqcl-representation flatten reads it; use "
                                   "masked_mean or last")
         return self
+
+    def _validate_encoder(self):
+        """Raises `ConfigError` for a bad encoder setting, or one the encoder cannot train with."""
+        for name in ("fourier_cutoff", "filter_bases"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{flag_name(name)} must be a positive integer, got {value!r}")
+        if self.fourier_cutoff > self.max_seq_length:
+            raise ConfigError(f"--fourier-cutoff ({self.fourier_cutoff}) must be at most "
+                              f"--max-seq-length ({self.max_seq_length})")
+        if not (math.isfinite(self.fourier_alpha) and 0 <= self.fourier_alpha <= 1):
+            raise ConfigError(f"--fourier-alpha must be in [0, 1], got {self.fourier_alpha!r}")
+        if not (math.isfinite(self.filter_reg_weight) and self.filter_reg_weight >= 0):
+            raise ConfigError("--filter-reg-weight must be a non-negative number, got "
+                              f"{self.filter_reg_weight!r}")
+        if self.encoder in NON_CAUSAL_ENCODERS and self.train_samples != "prefixes":
+            raise ConfigError(f"--encoder {self.encoder} is not causal (a position sees the "
+                              "items after it): it trains on --train-samples prefixes only")
 
     @property
     def uses_instance_contrast(self):

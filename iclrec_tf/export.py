@@ -35,7 +35,7 @@ def main(argv=None):
     model = build_model(config, checkpoint_item_size(weights))
     model.load_weights(weights).expect_partial()
     version_dir = export_saved_model(model, args.model_dir, args.top_k, args.keep_history,
-                                     vocabulary=run_dir.vocabulary())
+                                     vocabulary=run_dir.vocabulary(), config=config)
     if not model.intents_ready.numpy():
         print(f"{args.run} fitted no intents (contrast type {config.contrast_type!r}): "
               "the export has no intent signature", file=sys.stderr)

@@ -1,5 +1,9 @@
 """`python -m iclrec_tf.fit --dataset toys`: train ICLRec, validate, test, save.
 
+`--config DIR/config.json` trains with the settings a run or a record wrote, as
+they were (the presets of today do not enter); flags given beside it override
+them (`--seed`, `--epochs`, ...).
+
 The run directory (`--output-dir`, default `runs/<dataset>`) receives
 `config.json`, `history.csv` (one row per epoch: losses and `val_` metrics),
 `weights/` (the best epoch's weights) and `metrics.json`, and, unless `--logdir`
@@ -27,6 +31,10 @@ def build_parser():
         prog=PROG, description="Train ICLRec on a dataset with its released preset.")
     parser.add_argument("--dataset", default="toys",
                         help="toys, beauty, sports, yelp, or a path to a file in their format")
+    parser.add_argument("--config", metavar="CONFIG_JSON",
+                        help="train with the settings of this config.json (a run's, or a "
+                        "record's under docs/results/) as they were; flags given beside it "
+                        "override them")
     parser.add_argument("--data-dir", help="folder holding the dataset files "
                         "(else $ICLREC_DATA_DIR, the Keras cache, then a download)")
     parser.add_argument("--output-dir", help="the run directory (default runs/<dataset>)")
@@ -60,13 +68,18 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    config = cli.config_from_flags(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        parser.set_defaults(dataset=None)  # the file's dataset, unless --dataset is given
+        config = cli.config_from_file(args.config, parser.parse_args(argv))
+    else:
+        config = cli.config_from_flags(args)
     if args.log_every < 0:
         raise ConfigError(f"--log-every must be a non-negative integer, got {args.log_every}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
-    output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(args.dataset).stem
+    output_dir = args.output_dir or pathlib.Path("runs") / pathlib.Path(config.dataset).stem
     run_dir = RunDirectory(output_dir, create=True)
     finished = run_dir.finished_metrics(config)
     if finished is not None:
@@ -75,7 +88,7 @@ def main(argv=None):
               "to train it on, or choose another --output-dir to train again.", flush=True)
         return 0
     start = time.perf_counter()
-    dataset_path = resolve_dataset(args.dataset, args.data_dir)
+    dataset_path = resolve_dataset(config.dataset, args.data_dir)
     data = load_sequences(dataset_path).subset(config.max_users)
     cli.phase(f"Data: {data.num_users} users, {data.max_item} items, "
               f"{len(data.items)} interactions", start)
@@ -97,7 +110,7 @@ def main(argv=None):
     is_chief, _ = worker_role(strategy)
     if is_chief:
         run_dir.write_text(CONFIG_FILE, config.to_json() + "\n")
-        run_dir.sync_vocabulary(args.dataset, dataset_path, data.max_item)  # items.txt
+        run_dir.sync_vocabulary(config.dataset, dataset_path, data.max_item)  # items.txt
     export_dir = None if args.export is None else pathlib.Path("saved_models") / args.export
     try:
         metrics, version_dir = train(

@@ -75,6 +75,25 @@ def synthetic_sequences(num_users=64, num_items=40, seed=0, min_len=5, max_len=3
     return sequences
 
 
+def encoder_config(item_size, **train_config):
+    """The `EncoderConfig` of a `TrainConfig` with `train_config` overrides."""
+    from iclrec_tf.config import TrainConfig
+    from iclrec_tf.model.encoder import EncoderConfig
+
+    return EncoderConfig.from_train_config(TrainConfig(**train_config), item_size)
+
+
+def padded_rows(lengths, width=12, item_size=30, seed=3):
+    """[len(lengths), width] int32 rows of random item ids, left-padded to their lengths."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((len(lengths), width), np.int32)
+    for row, length in enumerate(lengths):
+        ids[row, width - length:] = rng.integers(1, item_size, length)
+    return ids
+
+
 def run_benchmark(script, tmp_path, *flags, num_users=80):
     """Runs `benchmarks/SCRIPT` as a user would, on `num_users` synthetic users and a
     small model (one block, 4 intents, batches of 16) at one thread, then `flags`.

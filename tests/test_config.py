@@ -1,8 +1,15 @@
 import dataclasses
+import json
 
 import pytest
 
-from iclrec_tf.config import DATASET_PRESETS, TrainConfig
+from iclrec_tf.config import (
+    DATASET_PRESETS,
+    ENCODERS,
+    NON_CAUSAL_ENCODERS,
+    PRESETS,
+    TrainConfig,
+)
 from iclrec_tf.errors import ConfigError
 
 
@@ -47,6 +54,13 @@ def test_a_file_dataset_gets_the_defaults():
     ("train_samples", "sessions", "--train-samples"),
     ("contrast_views", "dropout", "--contrast-views"),
     ("contrast_views", "same_target", "--contrast-views"),  # needs prefixes: below
+    ("encoder", "lstm", "--encoder"),
+    ("fourier_alpha", 1.5, "--fourier-alpha"),
+    ("fourier_alpha", float("nan"), "--fourier-alpha"),
+    ("fourier_cutoff", 0, "--fourier-cutoff"),
+    ("fourier_cutoff", 51, "--fourier-cutoff"),  # above --max-seq-length
+    ("filter_bases", 0, "--filter-bases"),
+    ("filter_reg_weight", -0.1, "--filter-reg-weight"),
 ])
 def test_validate_names_the_flag(field, value, flag):
     config = dataclasses.replace(TrainConfig(), **{field: value})
@@ -110,3 +124,29 @@ def test_the_plus_preset_keeps_the_datasets_depth_and_yields_to_flags():
     assert TrainConfig.for_dataset("toys") == TrainConfig(num_blocks=3)  # the paper's
     with pytest.raises(ConfigError, match="--preset must be one of paper, plus"):
         TrainConfig.for_dataset("toys", preset="fast")
+
+
+def test_a_non_causal_encoder_trains_on_prefixes_in_every_preset():
+    for dataset in ("beauty", "own.txt"):
+        for preset in PRESETS:
+            for encoder in ENCODERS:
+                config = TrainConfig.for_dataset(dataset, preset=preset,
+                                                 encoder=encoder).validate()
+                expected = "prefixes" if encoder in NON_CAUSAL_ENCODERS else "users"
+                assert (config.encoder, config.train_samples) == (encoder, expected)
+    assert NON_CAUSAL_ENCODERS == ("fourier",)
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.for_dataset("beauty", encoder="fourier", train_samples="users").validate()
+    assert str(error.value) == ("--encoder fourier is not causal (a position sees the items "
+                                "after it): it trains on --train-samples prefixes only")
+
+
+def test_the_encoder_is_attention_by_default_and_old_configs_read_as_attention():
+    assert ENCODERS[0] == TrainConfig().encoder == "attention"
+    written_before = json.loads(TrainConfig(num_blocks=3).to_json())
+    for name in ("encoder", "fourier_alpha", "fourier_cutoff", "filter_bases",
+                 "filter_reg_weight"):
+        del written_before[name]
+    assert TrainConfig.from_json(json.dumps(written_before)) == TrainConfig(num_blocks=3)
+    config = TrainConfig(encoder="filter", filter_bases=16, fourier_alpha=0.2)
+    assert TrainConfig.from_json(config.to_json()) == config

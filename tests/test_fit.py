@@ -1,11 +1,14 @@
 import csv
+import dataclasses
 import json
+import pathlib
 
 import pytest
 from conftest import synthetic_sequences, write_dataset
 
 from iclrec_tf import cli, fit
-from iclrec_tf.config import TrainConfig
+from iclrec_tf import config as config_module
+from iclrec_tf.config import ENCODERS, NON_CAUSAL_ENCODERS, TrainConfig
 from iclrec_tf.train.metrics import METRIC_NAMES
 
 pytestmark = pytest.mark.heavy
@@ -204,3 +207,163 @@ def test_an_iclrec_plus_run_resumes_exactly_logs_its_losses_and_serves(tmp_path)
     np.testing.assert_array_equal(intents.numpy(), expected.numpy())
     padded_mean = model.assign_intents(tf.reduce_mean(hidden, axis=1))
     assert not np.array_equal(padded_mean.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--encoder", "fourier", "--train-samples", "users"],
+     "fit: error: --encoder fourier is not causal (a position sees the items after it): it "
+     "trains on --train-samples prefixes only"),
+    (["--encoder", "rnn"], "fit: error: --encoder must be one of attention, fourier, "
+                           "causal_fourier, filter, got 'rnn'"),
+    (["--encoder", "fourier", "--fourier-alpha", "2"],
+     "fit: error: --fourier-alpha must be in [0, 1], got 2.0"),
+    (["--encoder", "fourier", "--fourier-cutoff", "60"],
+     "fit: error: --fourier-cutoff (60) must be at most --max-seq-length (50)"),
+    (["--encoder", "filter", "--filter-bases", "0"],
+     "fit: error: --filter-bases must be a positive integer, got 0"),
+    (["--encoder", "filter", "--filter-reg-weight", "-1"],
+     "fit: error: --filter-reg-weight must be a non-negative number, got -1.0"),
+])
+def test_a_refused_encoder_setting_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    code, err = _fit([*argv, "--output-dir", str(tmp_path / "run")], capsys)
+    assert (code, err) == (2, message)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def _small_encoder_run(path, run_dir, encoder, *flags):
+    return ["--dataset", str(path), "--preset", "plus", "--encoder", encoder,
+            "--num-intent-clusters", "4", "--num-blocks", "1", "--hidden-size", "16",
+            "--batch-size", "32", "--warm-up-epochs", "0", "--verbose", "0",
+            "--log-every", "0", "--output-dir", str(run_dir), *flags]
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("encoder", [e for e in ENCODERS if e != "attention"])
+def test_each_encoder_trains_resumes_evaluates_and_serves_as_evaluate_ranks(
+        encoder, tmp_path, capsys):
+    """SeqCL and ICL (the k-means E-step on the encoder's output) with the plus preset;
+    a run stopped after an epoch and taken on equals one that ran through; `evaluate`
+    gives the run's test metrics, and its analyses run; the export's top-K give
+    evaluate's."""
+    import numpy as np
+    import tensorflow as tf
+
+    from iclrec_tf import evaluate, export
+    from iclrec_tf.data.datasets import load_sequences
+
+    path = write_dataset(tmp_path / "d.txt",
+                         synthetic_sequences(num_users=120, num_items=30, seed=4, max_len=25))
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert cli.run(lambda: fit.main(_small_encoder_run(path, whole, encoder, "--epochs", "2")),
+                   "fit") == 0
+    for epochs in ("1", "2"):
+        assert cli.run(lambda epochs=epochs: fit.main(
+            _small_encoder_run(path, stopped, encoder, "--epochs", epochs)), "fit") == 0
+    assert "Resuming" in capsys.readouterr().out
+    assert _metrics(stopped) == _metrics(whole)
+    with open(whole / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert float(rows[-1]["icl_loss"]) > 0 and float(rows[-1]["seqcl_loss"]) > 0
+    config = TrainConfig.from_json((whole / "config.json").read_text())
+    expected_samples = "prefixes" if encoder in NON_CAUSAL_ENCODERS else "users"
+    assert (config.encoder, config.train_samples) == (encoder, expected_samples)
+
+    def evaluated(protocol):
+        assert evaluate.main(["--run", str(whole), "--protocol", protocol]) == 0
+        return json.loads(capsys.readouterr().out.splitlines()[-1])
+
+    assert evaluated("reference") == pytest.approx(_metrics(whole)["test"], abs=1e-6)
+    exclude = evaluated("exclude")
+    # The analyses: by history length, and with noise in the histories.
+    assert evaluate.main(["--run", str(whole), "--by-length"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["groups"]
+    assert evaluate.main(["--run", str(whole), "--noise-ratio", "0.2"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["noise_ratio"] == 0.2
+    assert export.main(["--run", str(whole), "--model-dir", str(tmp_path / "served"),
+                        "--top-k", "10"]) == 0
+    version_dir = pathlib.Path(capsys.readouterr().out.splitlines()[-1])
+    # The version carries the run's settings, its encoder among them.
+    assert TrainConfig.from_json(
+        (version_dir / "assets.extra" / "config.json").read_text()) == config
+    served = tf.saved_model.load(str(version_dir))
+    data = load_sequences(path)
+    histories = [data.sequence(user)[:-1] for user in range(data.num_users)]
+    width = max(len(history) for history in histories)
+    requests = np.stack([np.pad(h, (width - len(h), 0)) for h in histories]).astype(np.int64)
+    top = served.signatures["serving_default"](item_ids=tf.constant(requests))["item_ids"]
+    answers = data.answers("test")
+    found = top.numpy() == answers[:, None]
+    ranks = np.where(found.any(axis=1), found.argmax(axis=1), 10)
+    for k in (5, 10):
+        assert np.mean(ranks < k) == pytest.approx(exclude[f"HR@{k}"], abs=1e-9)
+        assert np.mean(np.where(ranks < k, 1 / np.log2(ranks + 2), 0)) == pytest.approx(
+            exclude[f"NDCG@{k}"], abs=1e-6)
+
+
+def test_a_record_re_runs_from_its_config_json_whatever_the_presets_say(
+        tmp_path, capsys, monkeypatch):
+    path = write_dataset(tmp_path / "d.txt", synthetic_sequences(num_users=80, num_items=25))
+    record = tmp_path / "record"
+    flags = _small_encoder_run(path, record, "filter", "--epochs", "2", "--temperature", "0.5")
+    assert cli.run(lambda: fit.main(flags), "fit") == 0
+    written = TrainConfig.from_json((record / "config.json").read_text())
+    # Today's presets change: the record's config.json still holds what it ran with.
+    monkeypatch.setitem(config_module.PLUS_PRESET, "temperature", 0.9)
+    monkeypatch.setitem(config_module.PLUS_PRESET, "length_buckets", False)
+    again = tmp_path / "again"
+    argv = ["--config", str(record / "config.json"), "--output-dir", str(again),
+            "--verbose", "0"]
+    assert cli.run(lambda: fit.main(argv), "fit") == 0
+    assert TrainConfig.from_json((again / "config.json").read_text()) == written
+    assert _metrics(again) == _metrics(record)
+    # A flag given beside it overrides its field, and only that one.
+    other_seed = tmp_path / "seed2"
+    assert cli.run(lambda: fit.main([*argv[:2], "--seed", "2", "--epochs", "1",
+                                     "--output-dir", str(other_seed), "--verbose", "0"]),
+                   "fit") == 0
+    assert TrainConfig.from_json((other_seed / "config.json").read_text()) == \
+        dataclasses.replace(written, seed=2, epochs=1)
+
+
+@pytest.mark.parametrize("contents,message", [
+    (None, "fit: error: --config {path}: cannot read it (No such file or directory)"),
+    ("{", "fit: error: {path}:1: invalid JSON"),
+    ("[1, 2]", "fit: error: {path}: not a config.json (a JSON object of the run's settings)"),
+    ('{"lr": -1}', "fit: error: {path}: --lr must be a positive number, got -1"),
+    ('{"lr": "fast"}', "fit: error: {path}: a setting is not of its type (compare it with a "
+                       "config.json that fit wrote)"),
+    ('{"encoder": "fourier"}', "fit: error: {path}: --encoder fourier is not causal (a "
+                               "position sees the items after it): it trains on "
+                               "--train-samples prefixes only"),
+])
+def test_a_bad_config_file_is_one_line_naming_it(contents, message, tmp_path, capsys):
+    path = tmp_path / "config.json"
+    if contents is not None:
+        path.write_text(contents)
+    code, err = _fit(["--config", str(path), "--output-dir", str(tmp_path / "run")], capsys)
+    assert (code, err) == (2, message.format(path=path))
+
+
+def test_a_preset_beside_a_config_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(TrainConfig(preset="plus").to_json())
+    code, err = _fit(["--config", str(path), "--preset", "paper"], capsys)
+    assert (code, err) == (2, f"fit: error: --preset: not with --config, whose {path} holds "
+                              "every setting of its run (preset 'plus' included)")
+
+
+def test_every_committed_record_reads_back_as_it_ran_with_the_default_encoder():
+    import argparse
+
+    from conftest import REPO
+
+    records = sorted((REPO / "docs" / "results").glob("*/config.json"))
+    assert records
+    for path in records:
+        written = json.loads(path.read_text())
+        config = json.loads(cli.config_from_file(path, argparse.Namespace()).to_json())
+        assert {name: config[name] for name in written} == written, path
+        assert config["encoder"] == written.get("encoder", "attention")

@@ -2,9 +2,14 @@
 
 Read top to bottom: `EncoderConfig`, the attention mask, then the layers from
 the inside out: `SelfAttention` and `FeedForward`, each "sublayer -> dropout ->
-residual -> LayerNorm" as in the reference (post-norm, BERT style), a
-`TransformerBlock` of the two, and the `SequenceEncoder`: embeddings -> blocks.
-The CPU kernels they call are in `iclrec_tf.model.kernels`.
+residual -> LayerNorm" as in the reference (post-norm, BERT style), `Block`, what
+every block shares, a `TransformerBlock` of the two, and the `SequenceEncoder`:
+embeddings -> blocks. The CPU kernels they call are in `iclrec_tf.model.kernels`.
+
+`EncoderConfig.encoder` chooses the blocks (docs/encoders.md): `attention`, the
+reference's `TransformerBlock`; `fourier` and `causal_fourier`, attention with a
+low-pass branch beside it (`iclrec_tf.model.fourier`); `filter`, no attention but
+a position-dependent causal filter (`iclrec_tf.model.filter`).
 
 With `compute_dtype="bfloat16"` the sublayers' matmuls, GELU and dropout
 run in bfloat16 (Keras's `mixed_bfloat16` policy: float32 variables).
@@ -54,7 +59,16 @@ class EncoderConfig:
       compute_dtype: "float32", or "bfloat16" for mixed precision (see the
         module docstring).
       recompute: in training, each block's forward pass runs again in the
-        backward pass instead of keeping its activations (`TransformerBlock`).
+        backward pass instead of keeping its activations (`Block`).
+      encoder: the blocks, one of `iclrec_tf.config.ENCODERS`.
+      fourier_alpha: `fourier` blocks: the weight of the low-pass branch beside
+        attention (`FourierBlock`).
+      fourier_cutoff: `fourier` blocks: BSARec's c, the low-pass keeps the
+        frequencies 0 .. c // 2 of the window.
+      filter_bases: `filter` blocks: the shared filters each position's filter
+        is a mix of (`FilterBlock`).
+      filter_reg_weight: `filter` blocks: weight of the loss that keeps those
+        filters orthogonal.
     """
 
     item_size: int
@@ -67,6 +81,11 @@ class EncoderConfig:
     initializer_range: float
     compute_dtype: str = "float32"
     recompute: bool = False
+    encoder: str = "attention"
+    fourier_alpha: float = 0.7
+    fourier_cutoff: int = 5
+    filter_bases: int = 32
+    filter_reg_weight: float = 0.0
 
     @classmethod
     def from_train_config(cls, config, item_size):
@@ -77,7 +96,10 @@ class EncoderConfig:
                    attention_dropout=config.attention_dropout,
                    initializer_range=config.initializer_range,
                    compute_dtype=config.mixed_precision,
-                   recompute=config.recompute_blocks)
+                   recompute=config.recompute_blocks, encoder=config.encoder,
+                   fourier_alpha=config.fourier_alpha, fourier_cutoff=config.fourier_cutoff,
+                   filter_bases=config.filter_bases,
+                   filter_reg_weight=config.filter_reg_weight)
 
     @property
     def head_size(self):
@@ -106,7 +128,8 @@ class EncoderConfig:
                 stddev=self.initializer_range))
 
 
-def _layer_norm():
+def layer_norm():
+    """The reference's LayerNorm, named as in its weights."""
     # float32 whatever the compute dtype: mean and variance in bfloat16 lose too much.
     return LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="LayerNorm", dtype="float32")
 
@@ -165,7 +188,7 @@ class SelfAttention(EncoderLayer):
         self.dense = config.dense(config.hidden_size, "dense")
         self.probability_dropout = config.dropout(config.attention_dropout)
         self.output_dropout = config.dropout(config.hidden_dropout)
-        self.layer_norm = _layer_norm()
+        self.layer_norm = layer_norm()
 
     def build(self, input_shape):
         # Their kernels are used concatenated (see `call`), never through the layers.
@@ -224,7 +247,7 @@ class FeedForward(EncoderLayer):
         self.dense_1 = config.dense(4 * config.hidden_size, "dense_1")
         self.dense_2 = config.dense(config.hidden_size, "dense_2")
         self.dropout = config.dropout(config.hidden_dropout)
-        self.layer_norm = _layer_norm()
+        self.layer_norm = layer_norm()
 
     def call(self, hidden, training=None, dropout_seed=None):
         rows = tf.reshape(hidden, (-1, self.encoder_config.hidden_size))  # (B*L, D)
@@ -236,19 +259,69 @@ class FeedForward(EncoderLayer):
         return self.layer_norm(output + hidden)
 
 
-@keras.utils.register_keras_serializable("iclrec_tf")
-class TransformerBlock(EncoderLayer):
-    """`SelfAttention` then `FeedForward`; arguments as theirs.
+class Block(EncoderLayer):
+    """What every encoder block shares: its context, and recomputation.
+
+    A block reads the hidden states and its `context`: what `context_of` makes
+    of the item ids, once per encoder call (an attention mask, which positions
+    hold items). Subclasses give `context_of`, `dropouts` and `_forward`.
 
     With `recompute` in its config, a training call keeps only the block's input
     for the backward pass, which runs the block's forward pass again
     (`tf.recompute_grad`): the activations of every block but one are never held
-    at once. Its three dropout masks are drawn as seeds before the block, so the
+    at once. Its dropout masks are drawn as seeds before the block, so the
     backward pass redraws the same masks and the gradient is exact.
 
     Call arguments:
-      dropout_seeds: optional seeds of the block's three dropout masks
-        (attention probabilities, attention output, feed-forward output).
+      hidden: [batch, len, hidden].
+      context: `context_of(item_ids)`.
+      training: whether dropout is active.
+      last_position_only: compute the last position only.
+      dropout_seeds: optional seeds of the block's dropout masks, in the order
+        of `dropouts`.
+
+    Returns:
+      [batch, len, hidden] (or [batch, 1, hidden] for the last position only).
+    """
+
+    # Whether the encoder adds position embeddings to the items for these blocks.
+    uses_positions = True
+
+    @staticmethod
+    def context_of(item_ids):
+        """What the blocks read of `item_ids` ([batch, len]), made once per encoder call."""
+        raise NotImplementedError
+
+    @property
+    def dropouts(self):
+        """The block's `Dropout` layers, in the order of `dropout_seeds`."""
+        raise NotImplementedError
+
+    def call(self, hidden, context, training=None, last_position_only=False,
+             dropout_seeds=None):
+        if not (training and self.encoder_config.recompute):
+            return self._forward(hidden, context, training, last_position_only, dropout_seeds)
+        if dropout_seeds is None:
+            dropout_seeds = [layer.draw_seed() for layer in self.dropouts]
+
+        # The context and the seeds are captured, not arguments: they take no gradient.
+        def forward(hidden):
+            return self._forward(hidden, context, training, last_position_only, dropout_seeds)
+
+        return tf.recompute_grad(forward)(hidden)
+
+    def _forward(self, hidden, context, training, last_position_only, dropout_seeds):
+        raise NotImplementedError
+
+
+@keras.utils.register_keras_serializable("iclrec_tf")
+class TransformerBlock(Block):
+    """`SelfAttention` then `FeedForward` (the `attention` encoder's block).
+
+    Causal, as the attention mask is: a position's output does not depend on the
+    items after it. Its context is the `attention_bias` of the ids; its three
+    dropout masks are the attention probabilities', the attention output's and
+    the feed-forward output's.
     """
 
     def __init__(self, config, **kwargs):
@@ -256,21 +329,12 @@ class TransformerBlock(EncoderLayer):
         self.attention = SelfAttention(config, name="attention")
         self.feed_forward = FeedForward(config, name="intermediate")
 
-    def call(self, hidden, bias, training=None, last_position_only=False, dropout_seeds=None):
-        if not (training and self.encoder_config.recompute):
-            return self._forward(hidden, bias, training, last_position_only, dropout_seeds)
-        if dropout_seeds is None:
-            dropout_seeds = [layer.draw_seed() for layer in self.dropouts]
-
-        # The mask and the seeds are captured, not arguments: they take no gradient.
-        def forward(hidden):
-            return self._forward(hidden, bias, training, last_position_only, dropout_seeds)
-
-        return tf.recompute_grad(forward)(hidden)
+    @staticmethod
+    def context_of(item_ids):
+        return attention_bias(item_ids)
 
     @property
     def dropouts(self):
-        """The block's `Dropout` layers, in the order of `dropout_seeds`."""
         return [self.attention.probability_dropout, self.attention.output_dropout,
                 self.feed_forward.dropout]
 
@@ -285,6 +349,10 @@ class TransformerBlock(EncoderLayer):
 @keras.utils.register_keras_serializable("iclrec_tf")
 class SequenceEncoder(EncoderLayer):
     """Item ids -> one hidden state per position (SASRec, as in ICLRec).
+
+    Item embeddings plus learned position embeddings (none for blocks without
+    `uses_positions`), LayerNorm and dropout, then `num_blocks` blocks of
+    `config.encoder`'s kind (`block_class`).
 
     Args:
       config: an `EncoderConfig`.
@@ -308,11 +376,14 @@ class SequenceEncoder(EncoderLayer):
 
     def __init__(self, config, **kwargs):
         super().__init__(config, **kwargs)
+        self.block_class = block_class(config.encoder)
         self.item_embeddings = config.embedding(config.item_size, "item_embeddings")
-        self.position_embeddings = config.embedding(config.max_len, "position_embeddings")
-        self.layer_norm = _layer_norm()
+        self.position_embeddings = None
+        if self.block_class.uses_positions:
+            self.position_embeddings = config.embedding(config.max_len, "position_embeddings")
+        self.layer_norm = layer_norm()
         self.dropout = Dropout(config.hidden_dropout, dtype="float32")
-        self.blocks = [TransformerBlock(config, name=f"layer_{i}")
+        self.blocks = [self.block_class(config, name=f"layer_{i}")
                        for i in range(config.num_blocks)]
 
     @property
@@ -324,19 +395,37 @@ class SequenceEncoder(EncoderLayer):
         # A window narrower than max_len holds the last positions of a left-padded
         # sequence (serving trims padding the last position cannot see).
         max_len = self.encoder_config.max_len
-        positions = tf.range(max_len - tf.shape(item_ids)[1], max_len)
         items = self.item_embeddings(item_ids)
         # The padding row keeps its initial values, as with PyTorch's padding_idx=0
         # in the reference (its released weights still have the row at std 0.02).
-        items = tf.where((item_ids > 0)[..., None], items, tf.stop_gradient(items))
-        hidden = items + self.position_embeddings(positions)[None]
+        hidden = tf.where((item_ids > 0)[..., None], items, tf.stop_gradient(items))
+        if self.position_embeddings is not None:
+            positions = tf.range(max_len - tf.shape(item_ids)[1], max_len)
+            hidden = hidden + self.position_embeddings(positions)[None]
         hidden = self.dropout(self.layer_norm(hidden), training=training)  # (B, L, D)
-        bias = attention_bias(item_ids)  # (B, 1, L, L)
+        context = self.block_class.context_of(item_ids)  # e.g. the (B, 1, L, L) mask
         for index, block in enumerate(self.blocks):
             last_block = index == len(self.blocks) - 1
-            hidden = block(hidden, bias, training=training,
+            hidden = block(hidden, context, training=training,
                            last_position_only=last_position_only and last_block)
         return hidden
+
+
+def block_class(encoder):
+    """The `Block` subclass of an `EncoderConfig.encoder`.
+
+    Raises:
+      ValueError: for an encoder that is not one of `iclrec_tf.config.ENCODERS`.
+    """
+    # Imported here: those blocks are built of this module's layers.
+    from iclrec_tf.model.filter import FilterBlock
+    from iclrec_tf.model.fourier import FourierBlock
+
+    classes = {"attention": TransformerBlock, "fourier": FourierBlock,
+               "causal_fourier": FourierBlock, "filter": FilterBlock}
+    if encoder not in classes:
+        raise ValueError(f"encoder must be one of {', '.join(classes)}, got {encoder!r}")
+    return classes[encoder]
 
 
 def encode_by_length(encoder, item_ids, lengths, training=None, last_position_only=False):

@@ -24,8 +24,13 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
+# The run's settings, beside the graph: TF Serving's `assets.extra/` holds files a
+# server carries with a version but never loads into it.
+CONFIG_ASSET = pathlib.Path("assets.extra") / "config.json"
+
+
 def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=None,
-                       vocabulary=None):
+                       vocabulary=None, config=None):
     """Writes `model_dir/<next version>/`, a SavedModel with the serving signatures.
 
     The SavedModel is written into a hidden temporary directory inside
@@ -42,6 +47,9 @@ def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=
       vocabulary: the raw item ids (`items.txt`), or None. With them,
         `serving_default` speaks raw string ids (`add_item_names`) and the
         integer one is `serving_item_ids`.
+      config: the run's `TrainConfig`, or None. With it, the version holds
+        its settings (the encoder among them) as `assets.extra/config.json`,
+        which `fit --config` reads.
 
     Returns:
       The `pathlib.Path` of the version directory written.
@@ -65,6 +73,9 @@ def export_saved_model(model, model_dir, top_k=100, keep_history=False, mask_id=
         raise ConfigError(f"--model-dir {model_dir}: not writable ({error.strerror})") from None
     with staging:
         tf.saved_model.save(module, str(staging.path), signatures=signatures)
+        if config is not None:
+            (staging.path / CONFIG_ASSET.parent).mkdir()
+            (staging.path / CONFIG_ASSET).write_text(config.to_json() + "\n")
         while True:
             version_dir = model_dir / str(next_version(model_dir))
             try:

@@ -263,5 +263,6 @@ def train(config, data, run_dir, verbose=1, logdir=None, log_every=10, histogram
         if export_dir is not None:
             version_dir = export_saved_model(
                 training.model, export_dir if is_chief else own_dir.path / "export", top_k,
-                keep_history, mask_id=data.mask_id, vocabulary=own_dir.vocabulary())
+                keep_history, mask_id=data.mask_id, vocabulary=own_dir.vocabulary(),
+                config=config)
     return metrics, version_dir if is_chief else None

@@ -4,22 +4,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from conftest import encoder_config, padded_rows
 from reference_numpy import encode, random_state_dict
 
-from iclrec_tf.config import TrainConfig
+from iclrec_tf.config import ENCODERS, NON_CAUSAL_ENCODERS
 from iclrec_tf.model.encoder import (
     EncoderConfig,
     SequenceEncoder,
     TransformerBlock,
     attention_bias,
+    block_class,
     encode_by_length,
 )
 from iclrec_tf.model.reference import load_reference_weights
-
-
-def encoder_config(item_size, **train_config):
-    """The `EncoderConfig` of a `TrainConfig` with `train_config` overrides."""
-    return EncoderConfig.from_train_config(TrainConfig(**train_config), item_size)
 
 
 def _ids(batch=6, length=10, item_size=30, seed=0):
@@ -237,33 +234,131 @@ def test_the_compute_dtype_survives_a_config_round_trip():
     assert clone.blocks[0].feed_forward.dense_2.compute_dtype == "bfloat16"
 
 
-def test_a_recomputed_block_gives_the_same_output_and_gradients_for_the_same_masks():
+def test_recompute_survives_a_config_round_trip():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10,
+                                             recompute_blocks=True))
+    clone = keras.layers.deserialize(keras.layers.serialize(encoder))
+    assert clone.encoder_config.recompute and clone.blocks[0].encoder_config.recompute
+
+
+# Every encoder (docs/encoders.md): its two properties, and what the others share.
+
+def _encoder(encoder, **train_config):
+    settings = dict(item_size=30, max_seq_length=12, num_blocks=2, encoder=encoder)
+    settings.update(train_config)
+    return SequenceEncoder(encoder_config(**settings), name=f"encoder_{encoder}")
+
+
+@pytest.mark.parametrize("encoder", [e for e in ENCODERS if e not in NON_CAUSAL_ENCODERS])
+def test_a_causal_encoder_ignores_the_items_after_a_position(encoder):
+    encoder_layer = _encoder(encoder)
+    lengths = [12, 9, 5]
+    ids = padded_rows(lengths)
+    before = encoder_layer(ids, training=False).numpy()
+    for t in range(11):  # change every item after position t
+        changed = ids.copy()
+        changed[:, t + 1:] = np.where(ids[:, t + 1:] > 0, (ids[:, t + 1:] + 7) % 29 + 1, 0)
+        after = encoder_layer(changed, training=False).numpy()
+        for row, length in enumerate(lengths):
+            first = 12 - length  # an item's state; padding before it is another matter
+            if first <= t:
+                np.testing.assert_allclose(after[row, first:t + 1], before[row, first:t + 1],
+                                           atol=1e-6, err_msg=f"{encoder}, t={t}")
+        assert not np.allclose(after[:, t + 1:], before[:, t + 1:], atol=1e-4)
+
+
+@pytest.mark.parametrize("encoder", NON_CAUSAL_ENCODERS)
+def test_a_non_causal_encoder_reads_the_items_after_a_position(encoder):
+    """Why `TrainConfig` refuses it `--train-samples users`: its earlier states see the
+    last item, so a target would be part of its own input."""
+    encoder_layer = _encoder(encoder)
+    ids = padded_rows([12, 9])
+    changed = ids.copy()
+    changed[:, -1] = (ids[:, -1] + 7) % 29 + 1
+    before, after = (encoder_layer(x, training=False).numpy() for x in (ids, changed))
+    assert np.abs(after[:, :-1] - before[:, :-1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_encoder_is_independent_of_the_width_it_is_encoded_at(encoder):
+    """`enc(ids[:, -w:]) == enc(ids)[:, -w:]` for every width w that holds the rows'
+    items, at every item's position (as `encode_by_length` and the length-bucketed
+    evaluation need); `filter` reads no padding at all, so at every position."""
+    encoder_layer = _encoder(encoder)
+    lengths = [1, 2, 4, 7, 12]
+    ids = padded_rows(lengths)
+    full = encoder_layer(ids, training=False).numpy()
+    for width in range(1, 13):
+        rows = [row for row, length in enumerate(lengths) if length <= width]
+        narrow = encoder_layer(ids[rows, -width:], training=False).numpy()
+        for index, row in enumerate(rows):
+            first = -width if encoder == "filter" else -lengths[row]
+            np.testing.assert_allclose(narrow[index, first:], full[row, first:], atol=1e-5,
+                                       err_msg=f"{encoder}, width {width}")
+    grouped = encode_by_length(encoder_layer, tf.constant(ids), tf.constant(lengths),
+                               training=False, last_position_only=True).numpy()
+    np.testing.assert_allclose(grouped[:, 0], full[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_encoder_survives_a_config_round_trip_with_equal_outputs(encoder, tmp_path):
+    encoder_layer = _encoder(encoder, fourier_alpha=0.3, fourier_cutoff=7, filter_bases=5,
+                             filter_reg_weight=0.01, hidden_size=32, num_heads=4)
+    ids = padded_rows([3, 12, 6])
+    expected = encoder_layer(ids, training=False).numpy()
+    clone = keras.layers.deserialize(keras.layers.serialize(encoder_layer))
+    assert clone.get_config() == encoder_layer.get_config()
+    assert clone.encoder_config == encoder_layer.encoder_config
+    assert (clone.encoder_config.encoder, clone.encoder_config.fourier_alpha,
+            clone.encoder_config.fourier_cutoff, clone.encoder_config.filter_bases,
+            clone.encoder_config.filter_reg_weight) == (encoder, 0.3, 7, 5, 0.01)
+    assert type(clone.blocks[0]) is type(encoder_layer.blocks[0])
+    clone(ids)
+    path = str(tmp_path / "weights")
+    tf.train.Checkpoint(encoder=encoder_layer).write(path)
+    tf.train.Checkpoint(encoder=clone).read(path).assert_consumed()
+    np.testing.assert_allclose(clone(ids, training=False).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_encoder_computes_the_last_position_alone_as_in_the_full_pass(encoder):
+    encoder_layer = _encoder(encoder, num_blocks=3)
+    ids = padded_rows([1, 5, 12])
+    full = encoder_layer(ids, training=False).numpy()[:, -1:]
+    last = encoder_layer(ids, training=False, last_position_only=True).numpy()
+    assert last.shape == (3, 1, 64)
+    np.testing.assert_allclose(last, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_a_recomputed_block_gives_the_same_output_and_gradients_for_the_same_masks(encoder):
     """`recompute` keeps only the block's input and runs the block again in the
     backward pass: with the masks of the same seeds, output and every gradient are
     those of the plain block (a backward pass that drew new masks would differ)."""
-    config = encoder_config(item_size=30, max_seq_length=10)
-    plain, recomputed = TransformerBlock(config), TransformerBlock(
-        dataclasses.replace(config, recompute=True))
-    ids = tf.constant(_ids())
-    hidden = tf.random.stateless_normal((6, 10, 64), (1, 2))
-    bias = attention_bias(ids)
-    plain(hidden, bias)
-    recomputed(hidden, bias)
+    config = encoder_config(item_size=30, max_seq_length=12, encoder=encoder)
+    plain_class = block_class(encoder)
+    plain = plain_class(config)
+    recomputed = plain_class(dataclasses.replace(config, recompute=True))
+    ids = tf.constant(padded_rows([3, 12, 7]))
+    context = plain_class.context_of(ids)
+    hidden = tf.random.stateless_normal((3, 12, 64), (1, 2))
+    plain(hidden, context)
+    recomputed(hidden, context)
     recomputed.set_weights(plain.get_weights())
-    seeds = [tf.constant([index, 5]) for index in range(3)]
+    seeds = [tf.constant([index, 5]) for index in range(len(plain.dropouts))]
 
     @tf.function
     def step(block):
         with tf.GradientTape() as tape:
             tape.watch(hidden)
-            output = block(hidden, bias, training=True, dropout_seeds=seeds)
+            output = block(hidden, context, training=True, dropout_seeds=seeds)
             loss = tf.reduce_sum(tf.square(output) * tf.range(64, dtype=tf.float32))
         return output, tape.gradient(loss, [hidden, *block.trainable_variables])
 
     expected_output, expected_gradients = step(plain)
     output, gradients = step(recomputed)
     np.testing.assert_allclose(output, expected_output, atol=1e-6)
-    assert np.mean(expected_output.numpy() != plain(hidden, bias).numpy()) > 0.5  # dropout on
+    assert np.mean(expected_output.numpy() != plain(hidden, context).numpy()) > 0.5  # dropout on
     assert len(gradients) == len(expected_gradients) == 1 + len(plain.trainable_variables)
     for gradient, expected in zip(gradients, expected_gradients, strict=True):
         np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-5)
@@ -276,8 +371,29 @@ def test_a_recomputed_block_gives_the_same_output_and_gradients_for_the_same_mas
     assert gelu_ops(recomputed) == gelu_ops(plain) + 1
 
 
-def test_recompute_survives_a_config_round_trip():
-    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10,
-                                             recompute_blocks=True))
-    clone = keras.layers.deserialize(keras.layers.serialize(encoder))
-    assert clone.encoder_config.recompute and clone.blocks[0].encoder_config.recompute
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_encoder_runs_in_bfloat16_around_a_float32_output(encoder):
+    float32, bfloat16 = (_encoder(encoder, mixed_precision=dtype, num_blocks=1)
+                         for dtype in ("float32", "bfloat16"))
+    ids = padded_rows([2, 12, 6])
+    float32(ids)
+    bfloat16(ids)
+    bfloat16.set_weights(float32.get_weights())
+    with tf.GradientTape() as tape:
+        hidden = bfloat16(ids, training=True)
+        loss = tf.reduce_sum(tf.square(hidden))
+    assert hidden.dtype == tf.float32
+    expected = float32(ids, training=False).numpy()
+    difference = np.abs(bfloat16(ids, training=False).numpy() - expected)
+    assert 0 < difference.mean() < 0.01 * np.abs(expected).mean()
+    gradients = tape.gradient(loss, bfloat16.trainable_variables)
+    assert all(g is not None and g.dtype == tf.float32 for g in gradients)
+
+
+def test_the_default_encoder_is_attention_with_position_embeddings():
+    encoder = SequenceEncoder(encoder_config(item_size=30, max_seq_length=10))
+    assert encoder.encoder_config.encoder == "attention" == ENCODERS[0]
+    assert all(type(block) is TransformerBlock for block in encoder.blocks)
+    assert encoder.position_embeddings is not None
+    with pytest.raises(ValueError, match="encoder must be one of attention, fourier"):
+        block_class("lstm")

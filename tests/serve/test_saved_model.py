@@ -24,7 +24,8 @@ def model():
 def test_an_export_is_readable_by_other_users_under_the_usual_umask(model, tmp_path):
     previous = os.umask(0o022)
     try:
-        version_dir = saved_model.export_saved_model(model, tmp_path / "toys", top_k=5)
+        version_dir = saved_model.export_saved_model(model, tmp_path / "toys", top_k=5,
+                                                     config=TrainConfig(encoder="filter"))
     finally:
         os.umask(previous)
     modes = {path.relative_to(version_dir): path.stat().st_mode & 0o777
@@ -33,6 +34,8 @@ def test_an_export_is_readable_by_other_users_under_the_usual_umask(model, tmp_p
     assert {mode for path, mode in modes.items() if (version_dir / path).is_dir()} == {0o755}
     assert {mode for path, mode in modes.items() if (version_dir / path).is_file()} == {0o644}
     assert modes.keys() >= {pathlib.Path("saved_model.pb"), pathlib.Path("variables")}
+    config = TrainConfig.from_json((version_dir / "assets.extra" / "config.json").read_text())
+    assert config.encoder == "filter"
 
 
 def test_the_next_version_follows_the_largest_integer(tmp_path):

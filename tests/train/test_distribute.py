@@ -36,17 +36,23 @@ MIRRORED_STEP = textwrap.dedent("""
     ratios = {"crop": 0.2, "mask": 0.7, "reorder": 0.2}
     batch = next(iter(SequencePipelines(data, 12).train(24, 3, "random", ratios)))
     results = {}
-    for fnm in (False, True):
+    # One mirrored strategy for every model: each new strategy numbers its collective
+    # ops from the same keys, which the process keeps with the previous model's shapes.
+    strategies = (("one", tf.distribute.get_strategy()),
+                  ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])))
+    # FNM with the default encoder; the other encoders without (the filter with its
+    # orthogonality loss, which the replicas must add up once).
+    for variant in ("fnm", "attention", "fourier", "causal_fourier", "filter"):
         # No dropout: the two runs draw different masks. SGD, not Adam: Adam's
         # first step is about lr * sign(gradient), which would turn float noise
         # in near-zero gradients into lr-sized differences.
         config = TrainConfig.for_dataset(
             "x", num_blocks=2, hidden_size=16, max_seq_length=12, num_intent_clusters=4,
-            hidden_dropout=0.0, attention_dropout=0.0, fnm=fnm)
+            hidden_dropout=0.0, attention_dropout=0.0, fnm=variant == "fnm",
+            encoder="attention" if variant == "fnm" else variant,
+            filter_reg_weight=0.1)
         centroids = np.random.default_rng(0).standard_normal((4, 16))
-        for name, strategy in (("one", tf.distribute.get_strategy()),
-                               ("mirrored", tf.distribute.MirroredStrategy(
-                                   ["/cpu:0", "/cpu:1"]))):
+        for name, strategy in strategies:
             keras.utils.set_random_seed(7)
             with strategy.scope():
                 model = build_model(config, data.item_size)
@@ -54,7 +60,7 @@ MIRRORED_STEP = textwrap.dedent("""
             model.set_centroids(centroids)
             before = [w.numpy() for w in model.trainable_weights]
             logs = model.train_on_batch(batch, return_dict=True)
-            results[f"{name}/fnm={fnm}"] = {
+            results[f"{name}/{variant}"] = {
                 "replicas": strategy.num_replicas_in_sync,
                 "logs": {k: float(v) for k, v in logs.items()},
                 "updates": [(w.numpy() - b).tolist()
@@ -71,8 +77,8 @@ def test_a_mirrored_step_equals_one_device_on_the_global_batch(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.strip().splitlines()[-1])
-    for fnm in (False, True):
-        one, mirrored = results[f"one/fnm={fnm}"], results[f"mirrored/fnm={fnm}"]
+    for variant in ("fnm", "attention", "fourier", "causal_fourier", "filter"):
+        one, mirrored = results[f"one/{variant}"], results[f"mirrored/{variant}"]
         assert (one["replicas"], mirrored["replicas"]) == (1, 2)
         assert mirrored["logs"].keys() == one["logs"].keys()
         for name, value in one["logs"].items():

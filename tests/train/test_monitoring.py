@@ -242,6 +242,7 @@ def test_a_live_tensorboard_server_shows_the_run(run, tmp_path):
         [group] = groups
         assert group["hparams"]["num_intent_clusters"] == 8
         assert group["hparams"]["contrast_type"] == "hybrid"
+        assert group["hparams"]["encoder"] == "attention"  # the encoder is a setting like any
         shown = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         assert shown["test/NDCG@20"] == pytest.approx(run.metrics["test"]["NDCG@20"])
         assert shown["best_valid/NDCG@20"] == pytest.approx(run.metrics["valid"]["NDCG@20"])

@@ -1,0 +1,34 @@
+"""benchmarks/encoder_speed.py, run as a user would, on a small synthetic dataset."""
+
+import sys
+
+import pytest
+from conftest import REPO, run_benchmark
+
+from iclrec_tf.config import ENCODERS
+
+pytestmark = pytest.mark.heavy
+
+
+def test_the_encoders_take_turns_forwards_then_backwards():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from encoder_speed import interleaved
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert interleaved(["a", "b", "c"], 3) == [
+        (0, "a"), (0, "b"), (0, "c"), (1, "c"), (1, "b"), (1, "a"),
+        (2, "a"), (2, "b"), (2, "c")]
+
+
+def test_every_encoder_gets_an_epoch_and_a_peak_against_the_default(tmp_path):
+    figures = run_benchmark("encoder_speed.py", tmp_path, "--repeats", "1")
+    assert list(figures) == list(ENCODERS)
+    for name, values in figures.items():
+        assert set(values) == {"epoch_s", "step_s", "peak_rss_mb", "samples", "epoch_ratio",
+                               "peak_ratio"}
+        assert 0 < values["step_s"] < values["epoch_s"] and values["peak_rss_mb"] > 100
+        assert values["samples"] == ("prefixes" if name == "fourier" else "users")
+    assert figures["attention"]["epoch_ratio"] == figures["attention"]["peak_ratio"] == 1.0
+    # The prefixes of the non-causal encoder make more steps in its epoch.
+    assert figures["fourier"]["epoch_ratio"] > 1.0
