@@ -55,7 +55,7 @@ class DuckDBEngine:
         shutil.rmtree(self.work, ignore_errors=True)
 
     def read(self, paths, names, log_format):
-        """Creates `events` (see `iclrec_tf.prepare.query`): the files one after the other.
+        """Creates `parsed` (see `iclrec_tf.prepare.query`): the files one after the other.
 
         Args:
           paths: the log's files, in order.
@@ -68,9 +68,10 @@ class DuckDBEngine:
         total = sum(path.stat().st_size for path in paths) or 1
         done = 0
         for index, (path, columns) in enumerate(zip(paths, names, strict=True)):
-            select = self._select(index, path, columns, log_format)
-            statement = (f"CREATE TABLE events AS {select}" if index == 0
-                         else f"INSERT INTO events {select}")
+            reading = self._select(index, path, columns, log_format)
+            select = query.parsed(self.dialect, f"({reading})", log_format.rating is not None)
+            statement = (f"CREATE TABLE parsed AS {select}" if index == 0
+                         else f"INSERT INTO parsed {select}")
             size = path.stat().st_size
             try:
                 self._with_progress(statement, done / total, size / total)

@@ -89,9 +89,7 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
     dialect = sql.dialect
     start = time.perf_counter()
     sql.read(paths, names, log_format)
-    sql.materialize("parsed", query.parsed(dialect, log_format.rating is not None))
-    sql.drop("events")
-    for file, _ in sql.rows(query.first_bad()):
+    for file, _ in sql.rows(query.first_bad(dialect, log_format.rating is not None)):
         logs.bad_record(paths[file], log_format, names[file])
         raise DataError(f"{paths[file]}: a record breaks the rules of a log (see "
                         "docs/own-data.md), but none of its lines does on its own")
@@ -103,7 +101,9 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
           start)
 
     start = time.perf_counter()
-    sql.materialize("kcore_0", query.unique_events())
+    sql.materialize("user_codes", query.codes(dialect, "user_id"))
+    sql.materialize("item_codes", query.codes(dialect, "item_id"))
+    sql.materialize("kcore_0", query.unique_events(dialect))
     sql.drop("parsed")
     records = sql.rows(query.count("kcore_0"))[0][0]
     removed = {"duplicates": input_records - records, "min_user": 0, "min_item": 0}
@@ -136,10 +136,8 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
     sql.drop(f"kcore_{rounds}")
     sql.materialize("item_numbers", query.item_numbers(dialect))
     write_text(staging / f"{name}.txt", sql.lines(query.sequence_lines(dialect)))
-    write_text(staging / USERS_FILE, sql.lines(query.names("user_numbers", "user_id",
-                                                           "user_number")))
-    write_text(staging / ITEMS_FILE, sql.lines(query.names("item_numbers", "item_id",
-                                                           "item_number")))
+    write_text(staging / USERS_FILE, sql.lines(query.names("user")))
+    write_text(staging / ITEMS_FILE, sql.lines(query.names("item")))
     users, interactions, shortest, longest, mean, median = sql.rows(
         query.sequence_stats(dialect))[0]
     items = sql.rows(query.count("item_numbers"))[0][0]
