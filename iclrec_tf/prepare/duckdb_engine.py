@@ -5,6 +5,7 @@ between steps live there, not in memory), and so are the files of the
 operators that spill (sorts, aggregates, joins larger than `memory_mb`).
 """
 
+import contextlib
 import shutil
 import sys
 import threading
@@ -65,6 +66,8 @@ class DuckDBEngine:
         Raises:
           DataError: a file the engine cannot read, naming its bad line if there is one.
         """
+        import duckdb
+
         total = sum(path.stat().st_size for path in paths) or 1
         done = 0
         for index, (path, columns) in enumerate(zip(paths, names, strict=True)):
@@ -75,7 +78,7 @@ class DuckDBEngine:
             size = path.stat().st_size
             try:
                 self._with_progress(statement, done / total, size / total)
-            except self._errors() as error:
+            except duckdb.Error as error:
                 logs.bad_record(path, log_format, columns)
                 raise DataError(f"{path}: cannot read it as {log_format.kind}: "
                                 f"{_first_line(error)}") from None
@@ -102,11 +105,6 @@ class DuckDBEngine:
             log_format.columns, ("user_id", "item_id", "time_text", "rating_text"),
             strict=False)]
         return f"SELECT {index} AS file, {', '.join(fields)} FROM {reader}"
-
-    def _errors(self):
-        import duckdb
-
-        return duckdb.Error
 
     def _with_progress(self, statement, start, share):
         """Runs `statement`; on a terminal, draws the read's progress on stderr meanwhile."""
@@ -146,17 +144,23 @@ class DuckDBEngine:
 
     def lines(self, sql, rows_per_batch=1 << 16):
         """Yields the first column of `sql` as text, a batch of lines each ending in a newline."""
-        reader = self._run(sql).to_arrow_reader(rows_per_batch)
-        for batch in reader:
-            values = batch.column(0).to_pylist()
-            if values:
-                yield "\n".join(map(str, values)) + "\n"
+        with self._engine_errors():
+            for batch in self.connection.sql(sql).to_arrow_reader(rows_per_batch):
+                values = batch.column(0).to_pylist()
+                if values:
+                    yield "\n".join(map(str, values)) + "\n"
 
     def _run(self, sql):
+        with self._engine_errors():
+            return self.connection.execute(sql)
+
+    @contextlib.contextmanager
+    def _engine_errors(self):
+        """Turns DuckDB's running out of memory or disk into one line naming the flag."""
         import duckdb
 
         try:
-            return self.connection.execute(sql)
+            yield
         except duckdb.OutOfMemoryException:
             raise ConfigError("out of memory: DuckDB needs more than --memory-mb for this log; "
                               "raise it") from None

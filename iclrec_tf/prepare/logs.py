@@ -121,7 +121,12 @@ def check_files(paths, log_format):
         return [_parquet_columns(path, log_format) for path in paths]
     if log_format.kind == "jsonl":
         return [None] * len(paths)
-    return [_header(path, log_format) for path in paths]
+    headers = [_header(path, log_format) for path in paths]
+    for path, names in zip(paths, headers, strict=True):
+        if names != headers[0]:
+            raise DataError(f"{path}:1: the header differs from {paths[0]}'s; the files of "
+                            "one log need the same columns in the same order")
+    return headers
 
 
 def _missing(path, log_format, names, where):

@@ -95,8 +95,8 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
                         "docs/own-data.md), but none of its lines does on its own")
     input_records = sql.rows(query.count("parsed"))[0][0]
     if not input_records:
-        raise DataError(f"--input {paths[0] if len(paths) == 1 else 'files'}: the log has no "
-                        "records")
+        raise DataError(f"{paths[0]}: the log has no records" if len(paths) == 1 else
+                        f"--input: none of its {len(paths)} files has a record")
     phase(f"Read {input_records} records from {len(paths)} file{'s' * (len(paths) > 1)}",
           start)
 

@@ -1,6 +1,7 @@
-"""The test logs of `pipelines/prepare.py`, made from fixed seeds, and their writers.
+"""The test logs of `pipelines/prepare.py`, made from fixed seeds, their writers, and
+running the command as the shell does.
 
-`tests/prepare/expected/` holds what the hand-written preparation (before
+`expected/` beside this file holds what the hand-written preparation (before
 DuckDB) wrote for the logs of `EXPECTED_RUNS`: the engines must write the same
 bytes.
 """
@@ -8,7 +9,13 @@ bytes.
 import csv
 import datetime
 import json
+import pathlib
 import random
+
+from iclrec_tf import cli
+from iclrec_tf.prepare import cli as prepare_cli
+
+EXPECTED = pathlib.Path(__file__).parent / "expected"
 
 # name -> (log file name, the log's writer, prepare's extra flags)
 EXPECTED_RUNS = {
@@ -108,3 +115,22 @@ def write_reviews(path, events):
                                      "text": "Good, \"very\"\ngood.",
                                      "date": date.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
     return path
+
+
+def run_main(argv, capsys):
+    """`(exit code, stdout lines, stderr lines)` of the command, as the shell sees it."""
+    try:
+        code = cli.run(lambda: prepare_cli.main(argv), prepare_cli.PROG)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+def dataset_bytes(directory):
+    """`{file name: bytes}` of a prepared directory, the sequence file as `sequences`."""
+    directory = pathlib.Path(directory)
+    files = {name: (directory / name).read_bytes()
+             for name in ("items.txt", "users.txt", "stats.json")}
+    files["sequences"] = (directory / f"{directory.name}.txt").read_bytes()
+    return files
