@@ -45,7 +45,8 @@ class DuckDBEngine:
         settings = {"memory_limit": f"{memory_mb}MB", "temp_directory": str(work / "spill"),
                     # The row order of a table is the input's: `rowid` numbers it.
                     "preserve_insertion_order": "true", "TimeZone": "UTC",
-                    "enable_progress_bar": "false"}
+                    # Tracks progress for `query_progress`, which `read` draws itself.
+                    "enable_progress_bar": "true", "enable_progress_bar_print": "false"}
         if threads:
             settings["threads"] = str(threads)
         for name, value in settings.items():
