@@ -40,11 +40,15 @@ WORK_DIR = ".work"
 
 
 def open_engine(engine, work, memory_mb, threads=None, master=None):
-    """The engine object of `iclrec_tf.prepare.duckdb_engine` or `spark_engine`."""
+    """The engine object of `iclrec_tf.prepare.duckdb_engine` or `spark_engine`.
+
+    `work` is DuckDB's work directory (Spark keeps its scratch files in its
+    local directories).
+    """
     if engine == "spark":
         from iclrec_tf.prepare.spark_engine import SparkEngine
 
-        return SparkEngine(work, memory_mb, threads, master)
+        return SparkEngine(memory_mb, threads, master)
     from iclrec_tf.prepare.duckdb_engine import DuckDBEngine
 
     return DuckDBEngine(work, memory_mb, threads)

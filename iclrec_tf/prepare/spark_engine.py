@@ -51,8 +51,11 @@ def _spark_errors():
 class SparkEngine:
     """Runs the steps of `iclrec_tf.prepare.query` on Spark.
 
+    The session outlives the engine (a process prepares with one session, the
+    tests of a module too): its scratch files go to Spark's local directories
+    (`SPARK_LOCAL_DIRS`, else /tmp), not beside the output.
+
     Args:
-      work: a new directory for Spark's local files (shuffles, spills); removed by `close`.
       memory_mb: the driver's memory in local mode, in MB.
       threads: local mode's cores (None: all).
       master: the master URL (None: `local[threads or *]`, unless spark-submit set one).
@@ -60,7 +63,7 @@ class SparkEngine:
 
     dialect = query.SPARK
 
-    def __init__(self, work, memory_mb, threads=None, master=None):
+    def __init__(self, memory_mb, threads=None, master=None):
         try:
             from pyspark.sql import SparkSession
         except ImportError:
@@ -69,8 +72,6 @@ class SparkEngine:
         home = java_home()
         if home is not None:
             os.environ["JAVA_HOME"] = home
-        self.work = work
-        work.mkdir()
         builder = SparkSession.builder.appName("iclrec_tf prepare")
         # Under spark-submit the JVM is running already, with its master.
         if master is not None or "PYSPARK_GATEWAY_PORT" not in os.environ:
@@ -80,9 +81,8 @@ class SparkEngine:
                 cores = threads or os.cpu_count() or 1
                 builder = builder.config("spark.sql.shuffle.partitions",
                                          str(cores * LOCAL_PARTITIONS_PER_CORE))
-        settings = {"spark.driver.memory": f"{memory_mb}m", "spark.local.dir": str(work),
-                    "spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false",
-                    "spark.ui.showConsoleProgress": "false"}
+        settings = {"spark.driver.memory": f"{memory_mb}m", "spark.sql.session.timeZone": "UTC",
+                    "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
         for name, value in settings.items():
             builder = builder.config(name, value)
         try:
@@ -90,14 +90,14 @@ class SparkEngine:
         except _spark_errors() + (RuntimeError,) as error:
             raise ConfigError(f"--engine spark: Spark did not start: "
                               f"{str(error).strip().splitlines()[0]}") from None
-        self.spark.sparkContext.setLogLevel("ERROR")
+        # A failed read is reported by `read`, in one line: not by Spark's log.
+        self.spark.sparkContext.setLogLevel("OFF")
         self.frames = {}
 
     def close(self):
         for frame in self.frames.values():
             frame.unpersist()
         self.frames = {}
-        shutil.rmtree(self.work, ignore_errors=True)
 
     def read(self, paths, names, log_format):
         """Creates `parsed` (see `iclrec_tf.prepare.query`) from all the files at once.
