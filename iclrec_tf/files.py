@@ -65,9 +65,8 @@ def atomic_file(path, mode="w", **open_kwargs):
       `path` is left as it was.
 
     Example:
-
-    >>> with atomic_file("runs/toys/history.csv", newline="") as stream:
-    ...     csv.writer(stream).writerows(rows)
+      >>> with atomic_file("runs/toys/history.csv", newline="") as stream:
+      ...     csv.writer(stream).writerows(rows)
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
@@ -125,10 +124,9 @@ class StagedDirectory:
       OSError: `parent` cannot be created or written.
 
     Example:
-
-    >>> with StagedDirectory(run_dir, "weights") as staged:
-    ...     model.save_weights(str(staged.path / "model"))
-    ...     staged.publish(run_dir / "weights", replace=True)
+      >>> with StagedDirectory(run_dir, "weights") as staged:
+      ...     model.save_weights(str(staged.path / "model"))
+      ...     staged.publish(run_dir / "weights", replace=True)
     """
 
     def __init__(self, parent, name):

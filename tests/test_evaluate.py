@@ -61,3 +61,58 @@ def test_the_cli_exits_2_without_a_traceback():
     assert result.stderr.strip().splitlines()[-1] == (
         "python -m iclrec_tf.evaluate: error: /nonexistent: no config.json; "
         "is this a run directory?")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--noise-ratio", "-0.1"], "--noise-ratio must be a non-negative number, got -0.1"),
+    (["--noise-ratio", "nan"], "--noise-ratio must be a non-negative number, got nan"),
+    (["--noise-ratio", "inf"], "--noise-ratio must be a non-negative number, got inf"),
+    (["--noise-ratio", "lots"], "argument --noise-ratio: invalid float value: 'lots'"),
+    (["--seed", "2"], "--seed seeds the noise: it needs --noise-ratio"),
+    (["--noise-ratio", "0.1", "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+    (["--by-length", "--noise-ratio", "0.1"],
+     "--by-length groups the clean evaluation: give it without --noise-ratio"),
+])
+def test_bad_analysis_flags_get_one_line_and_exit_2(flags, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "iclrec_tf.evaluate", "--run", "/nonexistent", *flags],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"python -m iclrec_tf.evaluate: error: {message}"
+
+
+def _evaluate_json(run_dir, data_dir, *flags):
+    result = subprocess.run(
+        [sys.executable, "-m", "iclrec_tf.evaluate", "--run", str(run_dir), "--data-dir",
+         str(data_dir), *flags], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_by_length_groups_every_user_once_and_average_to_the_overall_metrics(toys_run,
+                                                                            data_dir):
+    run_dir, _ = toys_run
+    result = _evaluate_json(run_dir, data_dir, "--by-length", "--length-buckets")
+    groups = result["groups"]
+    # 5,000 users: a group needs 500, so 10-19 and 20+ go together
+    assert [g["name"] for g in groups] == ["1-4", "5-9", "10+"]
+    assert sum(g["users"] for g in groups) == 5000
+    written = json.loads((run_dir / "metrics.json").read_text())["test"]
+    for name, value in written.items():
+        assert result[name] == pytest.approx(value, abs=1e-6)
+        assert sum(g[name] * g["users"] for g in groups) / 5000 == pytest.approx(value, abs=1e-6)
+
+
+def test_noise_is_seeded_and_a_ratio_of_zero_is_the_clean_evaluation(toys_run, data_dir):
+    run_dir, _ = toys_run
+    clean = _evaluate_json(run_dir, data_dir, "--noise-ratio", "0")
+    assert (clean.pop("noise_ratio"), clean.pop("seed")) == (0.0, 1)
+    written = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert clean == pytest.approx(written, abs=1e-6)
+    noisy = _evaluate_json(run_dir, data_dir, "--noise-ratio", "0.2", "--seed", "3")
+    bucketed = _evaluate_json(run_dir, data_dir, "--noise-ratio", "0.2", "--seed", "3",
+                              "--length-buckets", "--batch-size", "100")
+    assert noisy == pytest.approx(bucketed, abs=1e-9)
+    assert (noisy["noise_ratio"], noisy["seed"]) == (0.2, 3)
+    # a one-epoch model hits few answers, so some metrics may stay put; not all do
+    assert any(noisy[name] != pytest.approx(clean[name], abs=1e-9) for name in written)

@@ -17,11 +17,18 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one_verbatim():
     assert "ruff check ." in ci_lines
 
 
-def test_every_fit_flag_is_documented():
+def test_the_site_home_page_has_the_same_quick_start():
+    home = (REPO / "docs" / "index.md").read_text()
+    section = home.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"```bash\n(.+?)\n```", section) == _quick_start_commands()
+
+
+def test_every_fit_flag_is_documented_in_the_training_guide():
     from iclrec_tf.fit import build_parser
 
-    readme = (REPO / "README.md").read_text()
+    guide = (REPO / "docs" / "training.md").read_text()
+    table = guide.split("## Every flag", 1)[1].split("\n## ", 1)[0]
     flags = {option for action in build_parser()._actions for option in action.option_strings
              if option.startswith("--") and option not in ("--help",)}
-    missing = {flag for flag in flags if flag.replace("--no-", "--") not in readme}
+    missing = {flag for flag in flags if f"`{flag.replace('--no-', '--')}`" not in table}
     assert not missing

@@ -59,6 +59,9 @@ def test_a_line_edited_since_its_run_trained_is_refused_before_anything_trains(t
     ("a --threads=2\n", "queue.txt:1: --threads is set by the sweep"),
     ("a --dataset 'toys\n", "queue.txt:1: No closing quotation"),
     ("# nothing\n\n", "queue.txt: the queue holds no run"),
+    ("a @table3:A --dataset toys\n", "queue.txt:1: @EXPERIMENT:ROW: the experiment must be "
+     "one of table1, table2"),
+    ("a @table2 --dataset toys\n", "queue.txt:1: @EXPERIMENT:ROW: the row is a short label"),
 ])
 def test_a_bad_queue_line_is_one_line_naming_the_file_and_line(tmp_path, capsys, text, message):
     queue = _write(tmp_path, text)
@@ -115,3 +118,46 @@ def test_a_sweep_trains_what_is_left_reports_failures_and_resumes(tmp_path, caps
     assert "nested/seed2: finished before (best epoch 1 of 1), skipped" in out
     assert "fresh: done in" in out and "refused: fit exited with 2" in out
     assert json.loads((runs / "fresh" / "metrics.json").read_text())["epochs_trained"] == 2
+
+
+def test_a_label_names_the_experiment_and_row_of_the_runs_record(tmp_path):
+    queue = _write(tmp_path, "beauty-t2-E @table2:E --dataset beauty --contrast-type intent "
+                             "--augmentation none\nplain --dataset toys\n")
+    labelled, plain = sweep.read_queue(queue)
+    assert labelled.label == ("table2", "E")
+    assert labelled.flags[0] == "--dataset"
+    assert labelled.config.augmentation == "none"
+    assert plain.label is None
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a --dataset toys\n", "queue.txt:1: --records needs each line's label, "
+     "NAME @EXPERIMENT:ROW FLAGS..."),
+    ("deep/a @table1:plus --dataset toys\n", "queue.txt:1: a record's name is one folder name"),
+])
+def test_records_need_labels_and_flat_names(tmp_path, capsys, text, message):
+    queue = _write(tmp_path, text)
+    code = cli.run(lambda: sweep.main([str(queue), "--check", "--records", "out"]), "sweep")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+
+
+def test_check_reads_every_line_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    queue = _write(tmp_path, "a @table1:plus --dataset toys --preset plus\n"
+                             "b @table1:sasrec --dataset toys --contrast-type none\n")
+    assert sweep.main([str(queue), "--check", "--records", "docs/results"]) == 0
+    assert capsys.readouterr().out.strip() == f"{queue}: 2 runs checked"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["queue.txt"]
+    code = cli.run(lambda: sweep.main([str(queue)]), "sweep")
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "sweep: error: --output-dir is required to train (or give --check)")
+
+
+def test_every_queue_of_the_paper_passes_check(capsys):
+    queues = sorted((REPO / "pipelines" / "paper").glob("*.txt"))
+    assert len(queues) >= 28
+    for queue in queues:
+        assert sweep.main([str(queue), "--check", "--records", "docs/results"]) == 0
+        assert capsys.readouterr().out.endswith("runs checked\n")

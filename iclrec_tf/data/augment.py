@@ -93,14 +93,17 @@ def augmented_view(items, lengths, max_len, method, ratios, seed):
         may be longer than `max_len`).
       lengths: [batch] int32 lengths.
       max_len: the encoder's sequence length.
-      method: `crop`, `mask`, `reorder`, or `random` (each row picks one of
-        the three uniformly).
+      method: `crop`, `mask`, `reorder`, `random` (each row picks one of
+        the three uniformly), or `none` (the input itself: the paper's ICL
+        without sequence augmentation, Table 2's row E).
       ratios: dict with the `crop`, `mask` and `reorder` ratios.
       seed: [2] int stateless seed.
 
     Returns:
       [batch, max_len] augmented item ids, left-padded.
     """
+    if method == "none":
+        return last_items(items, lengths, max_len)
     choice_seed, *method_seeds = tf.unstack(
         tf.random.experimental.stateless_split(seed, 1 + len(AUGMENTERS)))
     views = []

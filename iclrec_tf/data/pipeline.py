@@ -73,11 +73,10 @@ class SequencePipelines:
       train_samples: `users` or `prefixes` (see the module docstring).
 
     Example:
-
-    >>> pipelines = SequencePipelines(load_sequences(path), max_len=50)
-    >>> train = pipelines.train(batch_size=256, seed=1, augmentation="random",
-    ...                         ratios={"crop": 0.2, "mask": 0.7, "reorder": 0.2})
-    >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
+      >>> pipelines = SequencePipelines(load_sequences(path), max_len=50)
+      >>> train = pipelines.train(batch_size=256, seed=1, augmentation="random",
+      ...                         ratios={"crop": 0.2, "mask": 0.7, "reorder": 0.2})
+      >>> model.fit(train, epochs=10, steps_per_epoch=pipelines.steps_per_epoch(256))
     """
 
     def __init__(self, data, max_len, train_samples="users"):
@@ -148,7 +147,7 @@ class SequencePipelines:
         Args:
           batch_size: samples per batch (each epoch's last batch may be smaller).
           seed: shuffling, negatives and augmentations follow from it.
-          augmentation: `random`, `crop`, `mask` or `reorder`.
+          augmentation: `random`, `crop`, `mask`, `reorder` or `none`.
           ratios: dict with the `crop`, `mask` and `reorder` ratios.
           first_epoch: the epoch (0-based) the dataset starts at.
           length_buckets: cut each batch to its longest sequence (see the
@@ -310,7 +309,7 @@ class SequencePipelines:
         return (tf.data.Dataset.from_tensor_slices({**columns, "width": widths[order]})
                 .batch(batch_size).map(trim))
 
-    def evaluation(self, split, batch_size, length_buckets=False):
+    def evaluation(self, split, batch_size, length_buckets=False, inputs=None):
         """Inputs, answers and histories for full-ranking evaluation.
 
         Args:
@@ -319,21 +318,27 @@ class SequencePipelines:
           length_buckets: users in length order, `input_ids` [batch, width] as
             wide as the batch's longest input. Exact: the last position's
             scores do not depend on left padding.
+          inputs: `(values, row_splits)`, every user's input in place of the
+            split's own (`iclrec_tf.data.noise.noisy_inputs`); the answers and
+            the histories stay the split's.
 
         Returns:
-          A dataset of dicts: `input_ids` [batch, max_len], `answer` [batch], and
-          `history` [batch, None] (ragged: the whole input, not just its window).
+          A dataset of dicts: `input_ids` [batch, max_len], `answer` [batch],
+          `history` [batch, None] (ragged: the whole clean input, not just its
+          window), and `user` [batch], each row's index in `data`.
         """
         drop = {"valid": 2, "test": 1}[split]
         data = self.data
-        inputs = last_window(data.items, data.row_splits[:-1], data.row_splits[1:] - drop,
-                             self.max_len)
         values, splits = data.prefixes(drop_last=drop)
         history = tf.RaggedTensor.from_row_splits(values.astype(np.int32), splits)
-        columns = {"input_ids": inputs, "answer": data.answers(split).astype(np.int32),
-                   "history": history}
+        if inputs is not None:
+            values, splits = inputs
+        windows = last_window(values, splits[:-1], splits[1:], self.max_len)
+        columns = {"input_ids": windows, "answer": data.answers(split).astype(np.int32),
+                   "history": history, "user": np.arange(data.num_users)}
         if length_buckets:
-            dataset = self._length_bucketed(columns, self.widths(drop), batch_size)
+            widths = np.minimum(np.diff(splits), self.max_len).astype(np.int32)
+            dataset = self._length_bucketed(columns, widths, batch_size)
         else:
             dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
         return dataset.prefetch(tf.data.AUTOTUNE)

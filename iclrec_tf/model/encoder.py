@@ -300,11 +300,10 @@ class SequenceEncoder(EncoderLayer):
       [batch, 1, hidden_size] of the last one with `last_position_only`.
 
     Example:
-
-    >>> config = EncoderConfig.from_train_config(TrainConfig(num_blocks=2), item_size=100)
-    >>> encoder = SequenceEncoder(config)
-    >>> encoder(tf.zeros((8, 50), tf.int32)).shape
-    TensorShape([8, 50, 64])
+      >>> config = EncoderConfig.from_train_config(TrainConfig(num_blocks=2), item_size=100)
+      >>> encoder = SequenceEncoder(config)
+      >>> encoder(tf.zeros((8, 50), tf.int32)).shape
+      TensorShape([8, 50, 64])
     """
 
     def __init__(self, config, **kwargs):

@@ -107,7 +107,8 @@ class Task(keras.layers.Layer):
 
     Args:
       weight: multiplies the task's loss in the total.
-      name: the loss's name in logs (`rec_loss`, ...).
+      **kwargs: Keras layer arguments; `name` is the loss's name in logs
+        (`rec_loss`, ...).
 
     Subclasses set `needs_views` / `needs_intents` and implement `call(outputs)`.
     """
@@ -304,7 +305,9 @@ class InstanceContrastTask(ContrastTask):
       mask_same_target: the batch's other samples with the same next item
         (`target_pos[:, -1]`) are not negatives: for same-target views, where
         they are positives too (ICSRec's false-negative mask).
-      temperature, fnm, normalize: as `ContrastTask`'s.
+      temperature: as `ContrastTask`'s.
+      fnm: as `ContrastTask`'s.
+      normalize: as `ContrastTask`'s.
     """
 
     def __init__(self, weight=0.1, temperature=1.0, fnm=False, representation="flatten",
@@ -336,7 +339,9 @@ class IntentContrastTask(ContrastTask):
       weight: lambda (`intent_cf_weight` in the reference), 0.1 by default.
       representation: the pooling of a view, as the intents': `mean` (the
         reference's) or `masked_mean`.
-      temperature, fnm, normalize: as `ContrastTask`'s.
+      temperature: as `ContrastTask`'s.
+      fnm: as `ContrastTask`'s.
+      normalize: as `ContrastTask`'s.
     """
 
     needs_intents = True

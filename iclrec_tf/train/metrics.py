@@ -61,15 +61,15 @@ class RankingEvaluator:
 
     Args:
       model: an `ICLRecModel` (anything with `score_items(item_ids)`).
-      dataset: `SequencePipelines.evaluation(...)`.
+      dataset: `SequencePipelines.evaluation(...)`, or None where every call
+        of `ranks` gives its own.
       protocol: `reference` or `exclude`.
       mask_id: the vocabulary's mask id.
 
     Example:
-
-    >>> evaluator = RankingEvaluator(model, pipelines.evaluation("test", 1024),
-    ...                              "reference", data.mask_id)
-    >>> evaluator()["NDCG@20"]
+      >>> evaluator = RankingEvaluator(model, pipelines.evaluation("test", 1024),
+      ...                              "reference", data.mask_id)
+      >>> evaluator()["NDCG@20"]
     """
 
     def __init__(self, model, dataset, protocol, mask_id):
@@ -84,9 +84,19 @@ class RankingEvaluator:
         return answer_ranks(scores, batch["answer"], batch["history"], self.protocol,
                             self.mask_id)
 
-    def ranks(self):
-        """[num_users] rank of every user's answer."""
-        return np.concatenate([self._batch_ranks(batch).numpy() for batch in self.dataset])
+    def ranks(self, dataset=None):
+        """[num_users] rank of every user's answer, in the dataset file's order of users
+        (whatever order the batches take), on `dataset` if given, else on the
+        evaluator's own: another evaluation dataset of the same model traces no
+        new step."""
+        ranks, users = [], []
+        for batch in self.dataset if dataset is None else dataset:
+            ranks.append(self._batch_ranks(batch).numpy())
+            users.append(batch["user"].numpy())
+        ranks, users = np.concatenate(ranks), np.concatenate(users)
+        in_file_order = np.empty_like(ranks)
+        in_file_order[users] = ranks
+        return in_file_order
 
     def __call__(self):
         return ranking_metrics(self.ranks())

@@ -88,12 +88,11 @@ class ICLRecTensorBoard(keras.callbacks.TensorBoard):
       histograms: write weight histograms every epoch (costly on big tables).
 
     Example:
-
-    ```python
-    board = ICLRecTensorBoard("runs/toys", config, data, clustering, validation)
-    history = model.fit(train_data, callbacks=[clustering, validation, board])
-    board.write_results({"best_epoch": 3, "valid": {...}, "test": {...}})
-    ```
+      ```python
+      board = ICLRecTensorBoard("runs/toys", config, data, clustering, validation)
+      history = model.fit(train_data, callbacks=[clustering, validation, board])
+      board.write_results({"best_epoch": 3, "valid": {...}, "test": {...}})
+      ```
     """
 
     def __init__(self, log_dir, config, data, clustering=None, validation=None,

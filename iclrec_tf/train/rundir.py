@@ -138,7 +138,9 @@ class RunDirectory:
         ids would label this run's items.
 
         Args:
-          dataset, dataset_path, max_item: as for `dataset_vocabulary`.
+          dataset: as for `dataset_vocabulary`.
+          dataset_path: as for `dataset_vocabulary`.
+          max_item: as for `dataset_vocabulary`.
 
         Raises:
           DataError: the dataset's `items.txt` is malformed or too short.

@@ -119,3 +119,11 @@ def test_single_method_views_match_the_method():
     # 12 items, int(0.7 * 12) = 8 of them masked, right-aligned in 50
     assert view.shape == (3, 50)
     assert (view[0, :38] == 0).all() and (view[0, 38:] != 0).sum() == 12 - int(0.7 * 12)
+
+
+def test_no_augmentation_gives_the_input_itself_right_aligned():
+    items, lengths = _batch([3, 30, 80])
+    view = augment.augmented_view(items, lengths, 50, "none", RATIOS, _seed(9)).numpy()
+    assert view[0].tolist() == [0] * 47 + [1, 2, 3]
+    assert view[1].tolist() == [0] * 20 + list(range(101, 131))
+    assert view[2].tolist() == list(range(231, 281))  # the last 50 of 80
