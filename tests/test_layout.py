@@ -60,7 +60,7 @@ def _loads_tensorflow(code):
 
 
 def test_preparing_data_loads_no_tensorflow():
-    modules = "events idcoder partitions kcore write run cli".split()
+    modules = "logs query duckdb_engine spark_engine write run cli".split()
     code = "\n".join(f"import iclrec_tf.prepare.{name}" for name in modules)
     assert _loads_tensorflow(code) == "[]"
 

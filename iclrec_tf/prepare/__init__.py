@@ -1,7 +1,7 @@
 """Raw interaction logs -> dataset files `fit` trains on; imports no TensorFlow.
 
-`events` reads a log into integer codes (`idcoder` codes its string ids),
-`partitions` keeps the events on disk split by user, `kcore` drops duplicates
-and applies the k-core, `write` orders and writes the dataset, and `run`
-drives the steps (`python pipelines/prepare.py`, see `cli`).
+`run` drives the steps (`python pipelines/prepare.py`, see `cli`): `logs`
+finds and checks the user's files, `query` is the preparation in SQL, which
+`duckdb_engine` (the default) or `spark_engine` runs, and `write` stages the
+output. Guide: docs/own-data.md.
 """

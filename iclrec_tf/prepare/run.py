@@ -1,8 +1,8 @@
 """A raw interaction log -> a dataset `fit` trains on (`python pipelines/prepare.py`).
 
-Steps, in order:
+Steps, in order (the SQL is `iclrec_tf.prepare.query`):
 
-1. Read the log (`iclrec_tf.prepare.events`): every record becomes integer codes.
+1. Read the log, every file in sorted path order.
 2. Drop exact duplicates: records equal in user, item, time and (if read)
    rating; the first one stays.
 3. k-core: drop the records of users with fewer than `min_user` records and
@@ -19,92 +19,55 @@ The output directory receives `<name>.txt` (`name` the directory's own name;
 one line per user, `user_id item_1 ... item_n`, the format `load_sequences`
 reads), `items.txt` and `users.txt` (line i: the raw id of item or user i) and
 `stats.json`. Everything is written into a temporary directory beside it,
-then renamed: a failure leaves nothing behind.
-
-Out of core: the events are never all in memory. Reading appends them to
-temporary files split by user (`iclrec_tf.prepare.partitions`), as many files as it
-takes for one to fit in `memory_bytes`. Steps 2 and 3 then make one pass over
-the files a k-core round, each file in turn (duplicates and the user counts are
-within a file, the item counts are summed over files); step 4 splits the kept
-events again, by ranges of the new user numbers, and sorts and writes one range
-at a time. What stays in memory is a few numbers per distinct user and item and
-the raw ids themselves.
+then renamed: a failure leaves nothing behind. The engine (DuckDB, or Spark
+for a cluster) keeps its own work files in that directory too.
 """
 
 import json
-import math
 import pathlib
-import shutil
 import time
 
-import numpy as np
-
+from iclrec_tf.cli import phase
 from iclrec_tf.data.vocabulary import ITEMS_FILE, USERS_FILE
-from iclrec_tf.errors import ConfigError, DataError
-from iclrec_tf.prepare.events import read_events
-from iclrec_tf.prepare.kcore import filter_partitions, number_users
-from iclrec_tf.prepare.partitions import Partitions
-from iclrec_tf.prepare.write import staged, write_names, write_sequences
+from iclrec_tf.errors import DataError
+from iclrec_tf.prepare import logs, query
+from iclrec_tf.prepare.write import staged, write_text
 
 STATS_FILE = "stats.json"
-# Memory one event takes at the peak of a partition's processing: the records
-# (24-32 bytes), the duplicate sort's keys and order, the masks. Measured: see
-# docs/BENCHMARKS.md, "Preparing your own data".
-BYTES_PER_EVENT = 128
 DEFAULT_MEMORY_MB = 1024
-MAX_PARTITIONS = 4096
-PARTITIONS_DIR = ".partitions"
+ENGINES = ("duckdb", "spark")
+WORK_DIR = ".work"
 
 
-def partition_count(path, memory_bytes):
-    """How many partitions keep one partition's events within `memory_bytes`.
+def open_engine(engine, work, memory_mb, threads=None, master=None):
+    """The engine object of `iclrec_tf.prepare.duckdb_engine` or `spark_engine`.
 
-    The events are estimated from the file's size and the mean length of the
-    lines in its first MiB.
-
-    Raises:
-      ConfigError: it would take more than `MAX_PARTITIONS`.
+    `work` is DuckDB's work directory (Spark keeps its scratch files in its
+    local directories).
     """
-    size = pathlib.Path(path).stat().st_size
-    with open(path, "rb") as stream:
-        sample = stream.read(1 << 20)
-    events = size / (len(sample) / max(sample.count(b"\n"), 1)) if sample else 0
-    count = max(1, math.ceil(events * BYTES_PER_EVENT / memory_bytes))
-    if count > MAX_PARTITIONS:
-        raise ConfigError(f"--memory-mb {memory_bytes / 2**20:g}: this log would need {count} "
-                          f"temporary partitions (at most {MAX_PARTITIONS}); give more memory")
-    return count
+    if engine == "spark":
+        from iclrec_tf.prepare.spark_engine import SparkEngine
+
+        return SparkEngine(memory_mb, threads, master)
+    from iclrec_tf.prepare.duckdb_engine import DuckDBEngine
+
+    return DuckDBEngine(work, memory_mb, threads)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def prepare(path, log_format, output, min_user=5, min_item=5,
-            memory_bytes=DEFAULT_MEMORY_MB << 20):
+def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb",
+            memory_mb=DEFAULT_MEMORY_MB, threads=None, master=None):
     """Reads a log and writes the dataset directory `output` (see the module docstring).
 
     Args:
-      path: the log.
+      pattern: the log: a file, or a glob of files.
       log_format: a `LogFormat`.
       output: the directory to create; absent or empty.
       min_user: records a user needs (at least `MIN_ITEMS_PER_USER`).
       min_item: records an item needs.
-      memory_bytes: the events one partition may hold (see `partition_count`).
+      engine: `duckdb` or `spark`.
+      memory_mb: the engine's memory (DuckDB's limit; Spark's driver memory).
+      threads: the engine's threads (None: one a core).
+      master: Spark's master URL (None: `local[threads or *]`).
 
     Returns:
       (the sequence file's path, the statistics written to `stats.json`).
@@ -113,54 +76,88 @@ def prepare(path, log_format, output, min_user=5, min_item=5,
       DataError: the log is unreadable or malformed, or nothing is left after filtering.
       ConfigError: `output` is not new, or a file cannot be written.
     """
+    paths = logs.input_files(pattern)
+    names = logs.check_files(paths, log_format)
     output = pathlib.Path(output)
     with staged(output) as staging:
-        work = staging / PARTITIONS_DIR
+        sql = open_engine(engine, staging / WORK_DIR, memory_mb, threads, master)
+        try:
+            stats = _prepare(sql, paths, names, log_format, staging, output.name,
+                             min_user, min_item)
+        finally:
+            sql.close()
+    return output / f"{output.name}.txt", stats
+
+
+def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
+    dialect = sql.dialect
+    start = time.perf_counter()
+    sql.read(paths, names, log_format)
+    for file, _ in sql.rows(query.first_bad(dialect, log_format.rating is not None)):
+        # The engine tells the file; if it cannot, every file is searched.
+        suspects = range(len(paths)) if file is None else [file]
+        for index in suspects:
+            logs.bad_record(paths[index], log_format, names[index])
+        raise DataError(f"{paths[suspects[0]]}: a record breaks the rules of a log (see "
+                        "docs/own-data.md), but none of its lines does on its own")
+    input_records = sql.rows(query.count("parsed"))[0][0]
+    if not input_records:
+        raise DataError(f"{paths[0]}: the log has no records" if len(paths) == 1 else
+                        f"--input: none of its {len(paths)} files has a record")
+    phase(f"Read {input_records} records from {len(paths)} file{'s' * (len(paths) > 1)}",
+          start)
+
+    start = time.perf_counter()
+    sql.materialize("user_codes", query.codes(dialect, "user_id"))
+    sql.materialize("item_codes", query.codes(dialect, "item_id"))
+    sql.materialize("kcore_0", query.unique_events(dialect))
+    sql.drop("parsed")
+    records = sql.rows(query.count("kcore_0"))[0][0]
+    removed = {"duplicates": input_records - records, "min_user": 0, "min_item": 0}
+    phase(f"Dropped {removed['duplicates']} exact duplicates", start)
+    rounds = 0
+    while True:
+        rounds += 1
         start = time.perf_counter()
-        partitions = read_events(path, log_format, lambda has_rating: Partitions(
-            work / "by_user", partition_count(path, memory_bytes), has_rating))
-        input_records = partitions.num_records
-        print(f"Read {input_records} records ({len(partitions.user_names)} users, "
-              f"{len(partitions.item_names)} items) into {partitions.count} "
-              f"partition{'s' * (partitions.count > 1)} in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
-        filtered = filter_partitions(partitions, min_user, min_item)
-        if not filtered.lengths.any():
-            raise DataError(f"no user has {min_user} records whose items have {min_item} "
-                            "each: nothing left after filtering; lower --min-user or --min-item")
-        start = time.perf_counter()
-        user_codes, user_numbers, lengths = number_users(filtered)
-        stats = {
-            "input_records": input_records,
-            "removed": filtered.removed,
-            "k_core": {"min_user": min_user, "min_item": min_item, "rounds": filtered.rounds},
-            "users": len(user_codes),
-            "items": None,  # numbered as the sequences are written
-            "interactions": int(lengths.sum()),
-            "sequence_length": {"min": int(lengths.min()), "max": int(lengths.max()),
-                                "mean": round(float(lengths.mean()), 4),
-                                "median": float(np.median(lengths))},
-        }
-        # The raw user ids and the per-user arrays are the largest things in
-        # memory now: written or dropped before the sort needs its share.
-        del filtered
-        write_names(staging / USERS_FILE, partitions.user_names, user_codes)
-        partitions.user_names = user_codes = None
-        sequences = staging / f"{output.name}.txt"
-        item_codes = write_sequences(partitions, user_numbers, lengths, sequences,
-                                     work / "by_number")
-        shutil.rmtree(work)
-        stats["items"] = len(item_codes)
-        write_names(staging / ITEMS_FILE, partitions.item_names, item_codes)
-        (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-        print(f"Wrote {stats['interactions']} interactions of {stats['users']} users and "
-              f"{stats['items']} items in {time.perf_counter() - start:.1f} s", flush=True)
-    return output / sequences.name, stats
+        sql.materialize("kcore_users", query.users_enough(f"kcore_{rounds - 1}", min_user))
+        sql.drop(f"kcore_{rounds - 1}")
+        kept_users = sql.rows(query.count("kcore_users"))[0][0]
+        sql.materialize(f"kcore_{rounds}", query.items_enough("kcore_users", min_item))
+        sql.drop("kcore_users")
+        kept = sql.rows(query.count(f"kcore_{rounds}"))[0][0]
+        by_user, by_item = records - kept_users, kept_users - kept
+        removed["min_user"] += by_user
+        removed["min_item"] += by_item
+        records = kept
+        phase(f"k-core round {rounds}: removed {by_user} records of users with fewer than "
+              f"{min_user}, {by_item} of items with fewer than {min_item}", start)
+        if not by_user and not by_item:
+            break
+    if not records:
+        raise DataError(f"no user has {min_user} records whose items have {min_item} "
+                        "each: nothing left after filtering; lower --min-user or --min-item")
 
-
-
-
-
-
-
-
+    start = time.perf_counter()
+    sql.materialize("user_numbers", query.user_numbers(f"kcore_{rounds}"))
+    sql.materialize("numbered", query.numbered(f"kcore_{rounds}"))
+    sql.drop(f"kcore_{rounds}")
+    sql.materialize("item_numbers", query.item_numbers(dialect))
+    write_text(staging / f"{name}.txt", sql.lines(query.sequence_lines(dialect)))
+    write_text(staging / USERS_FILE, sql.lines(query.names("user")))
+    write_text(staging / ITEMS_FILE, sql.lines(query.names("item")))
+    users, interactions, shortest, longest, mean, median = sql.rows(
+        query.sequence_stats(dialect))[0]
+    items = sql.rows(query.count("item_numbers"))[0][0]
+    stats = {
+        "input_records": input_records,
+        "removed": removed,
+        "k_core": {"min_user": min_user, "min_item": min_item, "rounds": rounds},
+        "users": users,
+        "items": items,
+        "interactions": int(interactions),
+        "sequence_length": {"min": shortest, "max": longest, "mean": round(float(mean), 4),
+                            "median": float(median)},
+    }
+    (staging / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    phase(f"Wrote {interactions} interactions of {users} users and {items} items", start)
+    return stats

@@ -8,7 +8,6 @@ the module: it removes one offending user or item at a time until none is left.
 """
 
 import collections
-import csv
 import json
 import os
 import pathlib
@@ -19,13 +18,11 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
+from prepare_logs import amazon_rows, generated_events, run_main, write_csv
 
 from iclrec_tf import cli
 from iclrec_tf.data.datasets import load_sequences
-from iclrec_tf.errors import ConfigError
 from iclrec_tf.prepare import cli as prepare_cli
-from iclrec_tf.prepare import kcore
-from iclrec_tf.prepare import run as prepare_run
 
 PROG = prepare_cli.PROG
 
@@ -51,40 +48,6 @@ ours = {"iclrec_tf", "tensorflow_recommenders", "tf_keras"}
 print(json.dumps({"answers": answers,
                   "imported": sorted({name.split(".")[0] for name in sys.modules} & ours)}))
 """
-
-
-def generated_events(seed=0, users=40, items=25):
-    """`[(user, item, time), ...]` in input order, with duplicates, ties and sparse tails."""
-    rng = random.Random(seed)
-    user_ids = [f"user {u:02d}" if u % 3 else f"ü{u},x" for u in range(users)]
-    item_ids = [f"sku-{i:03d}" if i % 4 else f"item,{i}" for i in range(items)]
-    events = []
-    for user in user_ids:
-        # A few users with 3-6 events: some fall below 5 at once, others once
-        # their rare items are gone.
-        count = rng.randint(3, 6) if rng.random() < 0.3 else rng.randint(6, 14)
-        for _ in range(count):
-            # A skewed choice, so that the last items are rare.
-            item = item_ids[min(int(rng.expovariate(1 / 7)), items - 1)]
-            events.append((user, item, rng.randint(1, 6) * 100))  # few times: many ties
-    # A cascade: the rare item goes in round 1, which leaves its four users
-    # with 4 events each, too few, in round 2.
-    for chain in range(4):
-        events += [(f"chain {chain}", item_ids[step], 700 + step) for step in range(4)]
-        events.append((f"chain {chain}", "rare item", 800))
-    rng.shuffle(events)
-    for index in rng.sample(range(len(events)), 15):
-        events.insert(rng.randrange(len(events)), events[index])  # exact duplicates
-    return events
-
-
-def write_csv(path, events, header=("user_id", "item_id", "timestamp")):
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        if header:
-            writer.writerow(header)
-        writer.writerows(events)
-    return path
 
 
 def brute_force(events, min_user, min_item):
@@ -114,16 +77,6 @@ def read_prepared(directory):
     data = load_sequences(directory / f"{directory.name}.txt")
     return {users[user - 1]: [items[item - 1] for item in data.sequence(row)]
             for row, user in enumerate(data.user_ids)}
-
-
-def run_main(argv, capsys):
-    """`(exit code, stdout lines, stderr lines)` of the command, as the shell sees it."""
-    try:
-        code = cli.run(lambda: prepare_cli.main(argv), PROG)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -202,65 +155,9 @@ def test_ids_are_numbered_by_first_appearance(events, prepared):
     assert (prepared / "users.txt").read_text(encoding="utf-8").splitlines() == order
 
 
-def test_a_log_split_into_partitions_gives_the_same_dataset(tmp_path, capsys, events,
-                                                             prepared):
-    """The out-of-core path (many temporary files) against one partition, file by file."""
-    log = write_csv(tmp_path / "events.csv", events)
-    code, out, _ = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
-                             "--memory-mb", "0.005"], capsys)
-    assert code == 0
-    assert "into 10 partitions" in out[0], out  # the fixture's run had one
-    for name in ("shop.txt", "items.txt", "users.txt", "stats.json"):
-        assert (tmp_path / "shop" / name).read_text() == (prepared / name).read_text(), name
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv", "shop"]
-
-
-def test_a_user_longer_than_a_partition_of_the_sort(tmp_path, capsys):
-    """One heavy user among light ones: some partitions by user number stay empty."""
-    events = [(f"light {u}", f"item {(u + step) % 6}", step) for u in range(30)
-              for step in range(5)]
-    events[40:40] = [("heavy", f"item {step % 6}", 1000 - step) for step in range(200)]
-    log = write_csv(tmp_path / "events.csv", events)
-    code, out, _ = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
-                             "--memory-mb", "0.002"], capsys)
-    assert code == 0, out
-    sequences = read_prepared(tmp_path / "shop")
-    assert sequences["heavy"] == [f"item {step % 6}" for step in reversed(range(200))]
-    assert len(sequences) == 31 and all(len(items) == 5 for user, items in sequences.items()
-                                        if user != "heavy")
-
-
-def test_first_occurrences_keeps_the_first_of_each_distinct_tuple():
-    rng = np.random.default_rng(3)
-    # Few pairs, times and ratings: most pairs repeat, some tuples too.
-    keys = [rng.integers(0, 30, 2000), rng.integers(0, 4, 2000), rng.integers(1, 3, 2000)]
-    seen = set()
-    expected = []
-    for record in zip(*(key.tolist() for key in keys), strict=True):
-        expected.append(record not in seen)
-        seen.add(record)
-    assert kcore.first_occurrences(*keys).tolist() == expected
-    assert kcore.first_occurrences(np.arange(5)).all()  # nothing shared
-
-
-def test_running_out_of_memory_is_one_line_and_leaves_nothing(tmp_path, capsys, events,
-                                                               monkeypatch):
-    def exhausted(*args):
-        raise MemoryError
-
-    monkeypatch.setattr(prepare_run, "filter_partitions", exhausted)
-    log = write_csv(tmp_path / "events.csv", events)
-    code, _, errors = run_main(["--input", str(log), "--output", str(tmp_path / "shop"),
-                                "--memory-mb", "64"], capsys)
-    assert code == 2
-    assert errors == [f"{PROG}: error: out of memory with --memory-mb 64: lower it; the "
-                      "distinct ids need memory too, about 60 bytes each"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["events.csv"]
-
-
 def test_a_killed_runs_staging_directory_is_pointed_out(tmp_path, capsys, events):
     leftover = tmp_path / ".shop.0123456789ab"
-    (leftover / ".partitions").mkdir(parents=True)
+    (leftover / ".work").mkdir(parents=True)
     log = write_csv(tmp_path / "events.csv", events)
     code, _, errors = run_main(["--input", str(log), "--output", str(tmp_path / "shop")],
                                capsys)
@@ -268,16 +165,6 @@ def test_a_killed_runs_staging_directory_is_pointed_out(tmp_path, capsys, events
     assert errors == [f"note: {leftover} was left by a run that was killed; delete it to "
                       "free its space"]
     assert (tmp_path / "shop" / "shop.txt").exists() and leftover.exists()
-
-
-def test_the_partition_count_follows_the_lines_and_the_memory(tmp_path):
-    log = tmp_path / "log.csv"
-    log.write_text("u,i,1\n" * 1000)  # 6 bytes a line
-    assert prepare_run.partition_count(log, 1000 * prepare_run.BYTES_PER_EVENT) == 1
-    assert prepare_run.partition_count(log, 1000 * prepare_run.BYTES_PER_EVENT - 1) == 2
-    assert prepare_run.partition_count(log, 100 * prepare_run.BYTES_PER_EVENT) == 10
-    with pytest.raises(ConfigError, match="would need 1000000 temporary partitions"):
-        prepare_run.partition_count(log, prepare_run.BYTES_PER_EVENT / 1000)
 
 
 @pytest.mark.parametrize("row, message", [
@@ -315,11 +202,18 @@ def test_the_script_fails_in_one_line_without_traceback(tmp_path):
     (["--preset", "amazon", "--user-col", "u"], "--preset amazon sets the columns; drop "
                                                  "--user-col"),
     (["--min-user", "50"], "nothing left after filtering"),
-    (["--memory-mb", "0"], "--memory-mb must be positive, got 0"),
+    (["--memory-mb", "0"], "--memory-mb must be at least 64, got 0"),
+    (["--threads", "0"], "--threads must be between 1 and"),
+    (["--master", "local[1]"], "--master is for --engine spark"),
+    (["--columns", "a,b"], "--columns names the columns of a CSV/TSV without a header; this "
+                           "log is jsonl"),
     (["--output", "{existing}"], "already exists; remove it or choose another"),
 ])
 def test_bad_flags_are_one_line(flags, message, tmp_path, capsys, events):
     log = write_csv(tmp_path / "events.csv", events)
+    if "--columns" in flags:
+        log = tmp_path / "events.jsonl"
+        log.write_text('{"user_id": "u", "item_id": "i", "timestamp": 1}\n')
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
@@ -333,18 +227,13 @@ def test_bad_flags_are_one_line(flags, message, tmp_path, capsys, events):
 
 
 def test_the_amazon_preset_equals_the_generic_path(tmp_path, capsys):
-    rng = random.Random(1)
-    rows = [(f"A{rng.randrange(30):04d}", f"B{min(int(rng.expovariate(1 / 8)), 40):05d}",
-             f"{rng.randint(1, 5)}.0", str(1_300_000_000 + rng.randrange(50) * 86400))
-            for _ in range(700)]
-    rows += rows[:20]  # exact duplicates
+    rows = amazon_rows()  # its last 20 rows are exact duplicates
     write_csv(tmp_path / "ratings.csv", rows, header=None)
     write_csv(tmp_path / "with_header.csv", rows, header=("user", "item", "rating", "time"))
     preset = tmp_path / "preset"
     generic = tmp_path / "generic"
-    # Several partitions for one, one for the other: neither may change the result.
     assert run_main(["--input", str(tmp_path / "ratings.csv"), "--output", str(preset),
-                     "--preset", "amazon", "--memory-mb", "0.01"], capsys)[0] == 0
+                     "--preset", "amazon"], capsys)[0] == 0
     assert run_main(["--input", str(tmp_path / "with_header.csv"), "--output", str(generic),
                      "--user-col", "user", "--item-col", "item", "--time-col", "time",
                      "--rating-col", "rating"], capsys)[0] == 0
