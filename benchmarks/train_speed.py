@@ -4,11 +4,11 @@
 
 Runs two epochs of the real training loop (the first pays for tracing) and reports
 the second; prints one JSON object on its last line with `step_s` (median seconds
-per training step), `estep_s`, `eval_s`, `epoch_s` (E-step + training +
-validation) and `peak_rss_mb`. `--profile` adds `op_time_share`, the share of
-TensorFlow op time by op type in a traced training step. `--deterministic` turns
-on TensorFlow's op determinism, as `fit` does by default; `--threads N` limits
-the threads as `fit --threads` does. Every other flag of `fit` (`--preset`,
+per training step), `train_s` (the epoch's training steps alone), `estep_s`,
+`eval_s`, `epoch_s` (E-step + training + validation) and `peak_rss_mb`.
+`--profile` adds `op_time_share`, the share of TensorFlow op time by op type in a
+traced training step. `--deterministic` turns on TensorFlow's op determinism, as
+`fit` does by default; `--threads N` limits the threads as `fit --threads` does. Every other flag of `fit` (`--preset`,
 `--mixed-precision`, `--next-item-loss`, ...) sets the trained configuration, but
 `--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`).
 """
@@ -122,6 +122,7 @@ def main():
                                               _CloseEpoch(stopwatch)) if c is not None])
     figures = {
         "step_s": round(statistics.median(stopwatch.step_seconds[-1]), 4),
+        "train_s": round(sum(stopwatch.step_seconds[-1]), 2),
         "estep_s": round(estep.results[-1].seconds, 2) if estep and estep.results else 0.0,
         "eval_s": round(validation.seconds[-1], 2),
         "epoch_s": round(stopwatch.epoch_seconds[-1], 2),
