@@ -8,9 +8,10 @@ per training step), `train_s` (the epoch's training steps alone), `estep_s`,
 `eval_s`, `epoch_s` (E-step + training + validation) and `peak_rss_mb`.
 `--profile` adds `op_time_share`, the share of TensorFlow op time by op type in a
 traced training step. `--deterministic` turns on TensorFlow's op determinism, as
-`fit` does by default; `--threads N` limits the threads as `fit --threads` does. Every other flag of `fit` (`--preset`,
-`--mixed-precision`, `--next-item-loss`, ...) sets the trained configuration, but
-`--warm-up-epochs` is 0 unless given (`report.STEADY_STATE`).
+`fit` does by default; `--threads N` limits the threads as `fit --threads` does.
+Every other flag of `fit` (`--preset`, `--mixed-precision`, `--next-item-loss`, ...)
+sets the trained configuration, but `--warm-up-epochs` is 0 unless given
+(`report.STEADY_STATE`).
 """
 
 import statistics
