@@ -135,7 +135,8 @@ def table1(records, published):
              "docs/results --out docs/paper` from the records under `docs/results/`.", ""]
     compact = ["## Compact form (test NDCG@20 / HR@20)", "",
                "| model | " + " | ".join(DATASETS) + " |", "|---" * (len(DATASETS) + 1) + "|"]
-    compact_rows = collections.OrderedDict()
+    # The compact form's rows: the paper and the released weights, ours, then the anchors.
+    compact_rows, compact_anchors = collections.OrderedDict(), collections.OrderedDict()
     missing = []
     for dataset in DATASETS:
         ours = [r for r in records if r.dataset == dataset
@@ -150,6 +151,7 @@ def table1(records, published):
                      + " | ".join(_cell(paper.get(m)) for m in METRICS) + " | | |")
         compact_rows.setdefault("ICLRec (paper, Table 1)", {})[dataset] = (
             paper["NDCG@20"], paper["HR@20"])
+        compact_rows.setdefault(ROW_NAMES["released"], {})
         by_row = collections.defaultdict(list)
         for record in ours:
             by_row[record.row].append(record)
@@ -174,9 +176,10 @@ def table1(records, published):
                 hr20, ndcg20 = values[dataset]
                 lines.append(f"| {anchor} (published) | | – | – | {hr20:.4f} | – | – | "
                              f"{ndcg20:.4f} | | |")
-                compact_rows.setdefault(f"{anchor} (published)", {})[dataset] = (ndcg20, hr20)
+                compact_anchors.setdefault(f"{anchor} (published)", {})[dataset] = (ndcg20,
+                                                                                    hr20)
         lines.append("")
-    for name, cells in compact_rows.items():
+    for name, cells in [*compact_rows.items(), *compact_anchors.items()]:
         compact.append(f"| {name} | " + " | ".join(
             f"{cells[d][0]:.4f} / {cells[d][1]:.4f}" if d in cells else "–"
             for d in DATASETS) + " |")
