@@ -32,3 +32,11 @@ def test_every_fit_flag_is_documented_in_the_training_guide():
              if option.startswith("--") and option not in ("--help",)}
     missing = {flag for flag in flags if f"`{flag.replace('--no-', '--')}`" not in table}
     assert not missing
+
+
+def test_the_results_table_is_the_reports_compact_form():
+    """The README's results are the report's, as drawn from the committed records."""
+    report = (REPO / "docs" / "paper" / "table1.md").read_text()
+    compact = report.split("## Compact form", 1)[1].split("\n\n", 2)[1]
+    assert compact.startswith("| model |")
+    assert compact in (REPO / "README.md").read_text()

@@ -5,8 +5,6 @@ import sys
 import pytest
 from conftest import REPO, run_benchmark
 
-from iclrec_tf.config import ENCODERS
-
 pytestmark = pytest.mark.heavy
 
 
@@ -21,30 +19,26 @@ def test_the_encoders_take_turns_forwards_then_backwards():
         (2, "a"), (2, "b"), (2, "c")]
 
 
-def test_every_encoder_gets_an_epoch_and_a_peak_against_the_default(tmp_path):
-    figures = run_benchmark("encoder_speed.py", tmp_path, "--repeats", "1")
-    assert list(figures) == list(ENCODERS)
-    for name, values in figures.items():
-        assert set(values) == {"epoch_s", "train_s", "step_s", "peak_rss_mb", "samples",
-                               "epoch_ratio", "peak_ratio"}
-        assert 0 < values["step_s"] < values["train_s"] < values["epoch_s"]
-        assert values["peak_rss_mb"] > 100
-        assert values["samples"] == ("prefixes" if name == "fourier" else "users")
-    assert figures["attention"]["epoch_ratio"] == figures["attention"]["peak_ratio"] == 1.0
-    # The prefixes of the non-causal encoder make more steps in its epoch.
-    assert figures["fourier"]["epoch_ratio"] > 1.0
-
-
-def test_a_peer_command_takes_its_turn_and_each_encoder_gets_its_ratio(tmp_path):
-    """The peer here is a stand-in that prints a fixed epoch: the ratio is ours over it."""
+def test_each_encoder_gets_an_epoch_a_peak_and_its_ratios_to_the_default_and_the_peer(
+        tmp_path):
+    """The default and the non-causal encoder, beside a stand-in peer that prints a fixed
+    epoch: the ratios are theirs over the default's and over the peer's."""
     peer = tmp_path / "peer.py"
     peer.write_text("import json\nprint('training...')\n"
                     "print(json.dumps({'seconds': 1000.0, 'peak_rss_mb': 900}))\n")
     figures = run_benchmark("encoder_speed.py", tmp_path, "--repeats", "1",
-                            "--encoders", "attention,filter",
+                            "--encoders", "attention,fourier",
                             "--peer", f"{sys.executable} {peer}")
-    assert list(figures) == ["attention", "filter", "peer"]
+    assert list(figures) == ["attention", "fourier", "peer"]
     assert figures["peer"] == {"epoch_s": 1000.0, "peak_rss_mb": 900}
-    for name in ("attention", "filter"):
-        assert figures[name]["train_ratio_to_peer"] == round(
-            figures[name]["train_s"] / 1000.0, 3)
+    for name in ("attention", "fourier"):
+        values = figures[name]
+        assert set(values) == {"epoch_s", "train_s", "step_s", "peak_rss_mb", "samples",
+                               "epoch_ratio", "peak_ratio", "train_ratio_to_peer"}
+        assert 0 < values["step_s"] < values["train_s"] < values["epoch_s"]
+        assert values["peak_rss_mb"] > 100
+        assert values["samples"] == ("prefixes" if name == "fourier" else "users")
+        assert values["train_ratio_to_peer"] == round(values["train_s"] / 1000.0, 3)
+    assert figures["attention"]["epoch_ratio"] == figures["attention"]["peak_ratio"] == 1.0
+    # The prefixes of the non-causal encoder make more steps in its epoch.
+    assert figures["fourier"]["epoch_ratio"] > 1.0

@@ -42,7 +42,7 @@ MIRRORED_STEP = textwrap.dedent("""
                   ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])))
     # FNM with the default encoder; the other encoders without (the filter with its
     # orthogonality loss, which the replicas must add up once).
-    for variant in ("fnm", "attention", "fourier", "causal_fourier", "filter"):
+    for variant in ("fnm", "fourier", "causal_fourier", "filter"):
         # No dropout: the two runs draw different masks. SGD, not Adam: Adam's
         # first step is about lr * sign(gradient), which would turn float noise
         # in near-zero gradients into lr-sized differences.
@@ -77,7 +77,7 @@ def test_a_mirrored_step_equals_one_device_on_the_global_batch(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.strip().splitlines()[-1])
-    for variant in ("fnm", "attention", "fourier", "causal_fourier", "filter"):
+    for variant in ("fnm", "fourier", "causal_fourier", "filter"):
         one, mirrored = results[f"one/{variant}"], results[f"mirrored/{variant}"]
         assert (one["replicas"], mirrored["replicas"]) == (1, 2)
         assert mirrored["logs"].keys() == one["logs"].keys()
