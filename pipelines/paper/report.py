@@ -180,6 +180,8 @@ def table1(records, published):
                                                                                     hr20)
         lines.append("")
     for name, cells in [*compact_rows.items(), *compact_anchors.items()]:
+        if not cells:  # the released weights' place, where no dataset has them
+            continue
         compact.append(f"| {name} | " + " | ".join(
             f"{cells[d][0]:.4f} / {cells[d][1]:.4f}" if d in cells else "–"
             for d in DATASETS) + " |")
