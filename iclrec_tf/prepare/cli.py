@@ -44,8 +44,9 @@ def build_parser():
     parser.add_argument("--engine", choices=ENGINES, default="duckdb",
                         help="duckdb (default): embedded, one machine; spark: Apache Spark, "
                         "local[*] or a cluster (pip install 'iclrec-tf[spark]')")
-    parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
-                        help=f"the engine's memory in MB (default {DEFAULT_MEMORY_MB}): "
+    parser.add_argument("--memory-mb", type=int,
+                        help="the engine's memory in MB (default "
+                        f"{', '.join(f'{mb} for {e}' for e, mb in DEFAULT_MEMORY_MB.items())}): "
                         "DuckDB's memory limit, beyond which it spills to a work directory "
                         "beside --output; Spark's driver memory")
     parser.add_argument("--threads", type=int,
@@ -85,7 +86,7 @@ def main(argv=None):
                           f"holds out 3 items and trains on the rest), got {args.min_user}")
     if args.min_item < 1:
         raise ConfigError(f"--min-item must be a positive integer, got {args.min_item}")
-    if args.memory_mb < 64:
+    if args.memory_mb is not None and args.memory_mb < 64:
         raise ConfigError(f"--memory-mb must be at least 64, got {args.memory_mb}")
     if args.threads is not None and not 1 <= args.threads <= (os.cpu_count() or 1) * 4:
         raise ConfigError(f"--threads must be between 1 and {(os.cpu_count() or 1) * 4}, "

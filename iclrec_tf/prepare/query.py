@@ -17,9 +17,11 @@ The relations, in order:
 3. `user_codes`, `item_codes`: an integer for each distinct id.
 4. `kcore_0`: exact duplicates dropped (same user, item, time and rating);
    the first record stays.
-5. `kcore_N`: k-core round N drops the users with fewer than `min_user`
-   records, then the items with fewer than `min_item`; rounds go on until one
-   drops nothing. The result is the largest subset where both hold.
+5. `users_N`, `items_N`: k-core round N keeps the users with at least
+   `min_user` records among the records kept so far, then the items with at
+   least `min_item`; rounds go on until one drops nothing. The result is the
+   largest subset where both hold. A round keeps only the codes (and their
+   record counts): `kcore_0` is read again, never rewritten.
 6. `user_numbers`: users numbered 1..U by their first record kept.
 7. `numbered`: the records kept, with their user's number.
 8. `item_numbers`: items numbered 1..N by first appearance in the sequence
@@ -68,7 +70,8 @@ class Dialect:
 DUCKDB = Dialect(
     name="duckdb", text="VARCHAR", record="row({})",
     date_seconds="epoch_us(TRY_CAST({} AS TIMESTAMPTZ)) / 1e6",
-    ordered_join="string_agg(CAST({value} AS VARCHAR), ' ' ORDER BY {order})",
+    # An ordered list, joined: a third of the time of string_agg(... ORDER BY ...).
+    ordered_join="array_to_string(list({value} ORDER BY {order}), ' ')",
     median="quantile_cont({}, 0.5)",
     # A table keeps the order of its inserts: the rowid is the input order.
     row="rowid", carried="file", new_code="CAST(row_number() OVER () AS INTEGER)")
@@ -131,16 +134,24 @@ def unique_events(dialect):
             "GROUP BY u.code, i.code, p.t, p.r")
 
 
-def users_enough(source, min_user):
-    """The user half of a k-core round."""
-    return (f"SELECT * FROM {source} WHERE user_code IN (SELECT user_code FROM {source} "
-            f"GROUP BY user_code HAVING count(*) >= {int(min_user)})")
+def kept_records(source, users=None, items=None):
+    """The records of `source` whose user is in the table `users` and item in `items`
+    (None: any)."""
+    where = [f"{column}_code IN (SELECT {column}_code FROM {table})"
+             for column, table in (("user", users), ("item", items)) if table]
+    return f"SELECT * FROM {source}" + (f" WHERE {' AND '.join(where)}" if where else "")
 
 
-def items_enough(source, min_item):
-    """The item half of a k-core round."""
-    return (f"SELECT * FROM {source} WHERE item_code IN (SELECT item_code FROM {source} "
-            f"GROUP BY item_code HAVING count(*) >= {int(min_item)})")
+def enough(column, records, minimum):
+    """Half a k-core round: each `column` (`user_code` or `item_code`) with at least
+    `minimum` of `records` (a SELECT), and its count, `records`."""
+    return (f"SELECT {column}, count(*) AS records FROM ({records}) GROUP BY {column} "
+            f"HAVING count(*) >= {int(minimum)}")
+
+
+def total(table):
+    """The records of the codes of `table` (a result of `enough`)."""
+    return f"SELECT coalesce(sum(records), 0) FROM {table}"
 
 
 def count(source):

@@ -34,7 +34,9 @@ from iclrec_tf.prepare import logs, query
 from iclrec_tf.prepare.write import staged, write_text
 
 STATS_FILE = "stats.json"
-DEFAULT_MEMORY_MB = 1024
+# Each engine's memory by default: DuckDB's limit leaves its process within about 700 MB
+# on a 10M-event log, as fast as 1024 (docs/BENCHMARKS.md); Spark's driver needs more.
+DEFAULT_MEMORY_MB = {"duckdb": 512, "spark": 1024}
 ENGINES = ("duckdb", "spark")
 WORK_DIR = ".work"
 
@@ -55,7 +57,7 @@ def open_engine(engine, work, memory_mb, threads=None, master=None):
 
 
 def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb",
-            memory_mb=DEFAULT_MEMORY_MB, threads=None, master=None):
+            memory_mb=None, threads=None, master=None):
     """Reads a log and writes the dataset directory `output` (see the module docstring).
 
     Args:
@@ -65,7 +67,8 @@ def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb"
       min_user: records a user needs (at least `MIN_ITEMS_PER_USER`).
       min_item: records an item needs.
       engine: `duckdb` or `spark`.
-      memory_mb: the engine's memory (DuckDB's limit; Spark's driver memory).
+      memory_mb: the engine's memory (DuckDB's limit; Spark's driver memory); None:
+        `DEFAULT_MEMORY_MB`.
       threads: the engine's threads (None: one a core).
       master: Spark's master URL (None: `local[threads or *]`).
 
@@ -80,7 +83,8 @@ def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb"
     names = logs.check_files(paths, log_format)
     output = pathlib.Path(output)
     with staged(output) as staging:
-        sql = open_engine(engine, staging / WORK_DIR, memory_mb, threads, master)
+        sql = open_engine(engine, staging / WORK_DIR, memory_mb or DEFAULT_MEMORY_MB[engine],
+                          threads, master)
         try:
             stats = _prepare(sql, paths, names, log_format, staging, output.name,
                              min_user, min_item)
@@ -115,16 +119,22 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
     records = sql.rows(query.count("kcore_0"))[0][0]
     removed = {"duplicates": input_records - records, "min_user": 0, "min_item": 0}
     phase(f"Dropped {removed['duplicates']} exact duplicates", start)
+    users = items = None
     rounds = 0
     while True:
         rounds += 1
         start = time.perf_counter()
-        sql.materialize("kcore_users", query.users_enough(f"kcore_{rounds - 1}", min_user))
-        sql.drop(f"kcore_{rounds - 1}")
-        kept_users = sql.rows(query.count("kcore_users"))[0][0]
-        sql.materialize(f"kcore_{rounds}", query.items_enough("kcore_users", min_item))
-        sql.drop("kcore_users")
-        kept = sql.rows(query.count(f"kcore_{rounds}"))[0][0]
+        # Each half filters by the other kind alone: a user (or item) dropped before
+        # has fewer records now, among fewer items (users), and stays out.
+        sql.materialize(f"users_{rounds}", query.enough(
+            "user_code", query.kept_records("kcore_0", items=items), min_user))
+        kept_users = sql.rows(query.total(f"users_{rounds}"))[0][0]
+        sql.materialize(f"items_{rounds}", query.enough(
+            "item_code", query.kept_records("kcore_0", users=f"users_{rounds}"), min_item))
+        kept = sql.rows(query.total(f"items_{rounds}"))[0][0]
+        for table in filter(None, (users, items)):
+            sql.drop(table)
+        users, items = f"users_{rounds}", f"items_{rounds}"
         by_user, by_item = records - kept_users, kept_users - kept
         removed["min_user"] += by_user
         removed["min_item"] += by_item
@@ -138,9 +148,11 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
                         "each: nothing left after filtering; lower --min-user or --min-item")
 
     start = time.perf_counter()
-    sql.materialize("user_numbers", query.user_numbers(f"kcore_{rounds}"))
-    sql.materialize("numbered", query.numbered(f"kcore_{rounds}"))
-    sql.drop(f"kcore_{rounds}")
+    kept_records = f"({query.kept_records('kcore_0', users, items)})"
+    sql.materialize("user_numbers", query.user_numbers(kept_records))
+    sql.materialize("numbered", query.numbered(kept_records))
+    for table in ("kcore_0", users, items):
+        sql.drop(table)
     sql.materialize("item_numbers", query.item_numbers(dialect))
     write_text(staging / f"{name}.txt", sql.lines(query.sequence_lines(dialect)))
     write_text(staging / USERS_FILE, sql.lines(query.names("user")))
