@@ -38,7 +38,7 @@ def _metrics(run_dir):
 
 
 def _same_metrics_file(run_dir, other):
-    """Byte for byte: the README promises identical `metrics.json` files for a seed."""
+    """Byte for byte: docs/training.md promises identical `metrics.json` files for a seed."""
     return (run_dir / "metrics.json").read_bytes() == (other / "metrics.json").read_bytes()
 
 
