@@ -27,7 +27,8 @@ The relations, in order:
 8. `item_numbers`: items numbered 1..N by first appearance in the sequence
    file read top to bottom, left to right.
 9. The sequence file's lines, `user item_1 ... item_n`, each user's records in
-   time order, ties in input order; `names` gives the vocabularies.
+   time order, ties in input order, a range of users at a time (an engine holds
+   a range's lists in memory); `names` gives the vocabularies.
 """
 
 import dataclasses
@@ -182,11 +183,13 @@ def item_numbers(dialect):
             "GROUP BY item_code)")
 
 
-def sequence_lines(dialect):
-    """Step 9: the sequence file's lines (without line breaks), in user order."""
+def sequence_lines(dialect, first_user, last_user):
+    """Step 9: the sequence file's lines (without line breaks) of the users numbered
+    `first_user` to `last_user`, in user order."""
     items = dialect.ordered_join.format(value="n.item_number", order="e.t, e.row")
     return (f"SELECT concat(CAST(e.user_number AS {dialect.text}), ' ', {items}) AS line "
             "FROM numbered e JOIN item_numbers n ON e.item_code = n.item_code "
+            f"WHERE e.user_number BETWEEN {int(first_user)} AND {int(last_user)} "
             "GROUP BY e.user_number ORDER BY e.user_number")
 
 

@@ -23,7 +23,9 @@ then renamed: a failure leaves nothing behind. The engine (DuckDB, or Spark
 for a cluster) keeps its own work files in that directory too.
 """
 
+import itertools
 import json
+import math
 import pathlib
 import time
 
@@ -38,6 +40,9 @@ STATS_FILE = "stats.json"
 # on a 10M-event log, as fast as 1024 (docs/BENCHMARKS.md); Spark's driver needs more.
 DEFAULT_MEMORY_MB = {"duckdb": 512, "spark": 1024}
 ENGINES = ("duckdb", "spark")
+# The records whose lines a MB of the engine's memory builds at once: DuckDB keeps a
+# range's lists in memory (a 10M-record range fits in 512 MB; this leaves room).
+RECORDS_PER_MB = 8192
 WORK_DIR = ".work"
 
 
@@ -83,17 +88,18 @@ def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb"
     names = logs.check_files(paths, log_format)
     output = pathlib.Path(output)
     with staged(output) as staging:
-        sql = open_engine(engine, staging / WORK_DIR, memory_mb or DEFAULT_MEMORY_MB[engine],
-                          threads, master)
+        memory_mb = memory_mb or DEFAULT_MEMORY_MB[engine]
+        sql = open_engine(engine, staging / WORK_DIR, memory_mb, threads, master)
         try:
             stats = _prepare(sql, paths, names, log_format, staging, output.name,
-                             min_user, min_item)
+                             min_user, min_item, memory_mb)
         finally:
             sql.close()
     return output / f"{output.name}.txt", stats
 
 
-def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
+def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item,
+             memory_mb):
     dialect = sql.dialect
     start = time.perf_counter()
     sql.read(paths, names, log_format)
@@ -154,11 +160,17 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item):
     for table in ("kcore_0", users, items):
         sql.drop(table)
     sql.materialize("item_numbers", query.item_numbers(dialect))
-    write_text(staging / f"{name}.txt", sql.lines(query.sequence_lines(dialect)))
-    write_text(staging / USERS_FILE, sql.lines(query.names("user")))
-    write_text(staging / ITEMS_FILE, sql.lines(query.names("item")))
     users, interactions, shortest, longest, mean, median = sql.rows(
         query.sequence_stats(dialect))[0]
+    # Ranges of users of about equal numbers of records (their lengths do not depend
+    # on their numbers), each within the engine's memory.
+    ranges = math.ceil(interactions / (RECORDS_PER_MB * memory_mb))
+    per_range = math.ceil(users / ranges)
+    write_text(staging / f"{name}.txt", itertools.chain.from_iterable(
+        sql.lines(query.sequence_lines(dialect, first, min(users, first + per_range - 1)))
+        for first in range(1, users + 1, per_range)))
+    write_text(staging / USERS_FILE, sql.lines(query.names("user")))
+    write_text(staging / ITEMS_FILE, sql.lines(query.names("item")))
     items = sql.rows(query.count("item_numbers"))[0][0]
     stats = {
         "input_records": input_records,

@@ -269,8 +269,9 @@ def fig4(plt, records, dataset, path):
         per_ratio = [[n["NDCG@5"] for r in runs for n in r.noise if n["noise_ratio"] == ratio]
                      for ratio in ratios]
         means = np.array([np.mean(values) for values in per_ratio])
-        low = means - np.array([np.min(values) for values in per_ratio])
-        high = np.array([np.max(values) for values in per_ratio]) - means
+        # Clipped at 0: the mean of equal values can round past them.
+        low = np.maximum(means - np.array([np.min(values) for values in per_ratio]), 0)
+        high = np.maximum(np.array([np.max(values) for values in per_ratio]) - means, 0)
         positions = np.arange(len(ratios)) + (index - (len(models) - 1) / 2) * width
         bar = bars.bar(positions, means, width, yerr=[low, high], capsize=2, label=label)
         drops.plot(np.arange(len(ratios)), 100 * (1 - means / means[0]), marker="o",

@@ -112,3 +112,16 @@ def test_a_broken_record_is_one_line_naming_its_file(records, tmp_path):
         f"{records / 'toys-plus-s1' / 'history.csv'}:3: rec_loss is not a number")
     result = _report(tmp_path / "nowhere", tmp_path / "paper")
     assert result.returncode == 2 and "no such folder of records" in result.stderr
+
+
+def test_noise_seeds_with_equal_figures_draw_fig4(tmp_path):
+    """Three noise seeds with one NDCG@5 (sports-seqcl's at ratio 0): their mean rounds
+    past it, and the range drawn around the mean must not go negative."""
+    folder = tmp_path / "results"
+    record = write_record(folder, "sports-plus-s1", "sports", "table1", "plus")
+    (record / "noise.json").write_text(json.dumps(
+        [{**_metrics(0.05), "NDCG@5": 0.02726751706450512, "noise_ratio": ratio, "seed": seed}
+         for ratio in (0.0, 0.1) for seed in (1, 2, 3)]))
+    result = _report(folder, tmp_path / "paper")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "paper" / "fig4_sports.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -38,6 +38,19 @@ def test_the_files_equal_the_hand_written_preparations(name, tmp_path, capsys):
     assert prepare(log, tmp_path / expected.name, capsys, *flags) == dataset_bytes(expected)
 
 
+def test_lines_built_a_few_users_at_a_time_are_the_same_files(tmp_path, capsys,
+                                                                monkeypatch):
+    """A log larger than the engine's memory builds its lines in ranges of users: with
+    a range of a few records, each user's line and their order stay the same."""
+    from iclrec_tf.prepare import run
+
+    monkeypatch.setattr(run, "RECORDS_PER_MB", 1 / 64)  # 64 MB: one record a range
+    log_name, writer, flags = EXPECTED_RUNS["shop"]
+    log = writer(tmp_path / log_name)
+    assert prepare(log, tmp_path / "shop", capsys, "--memory-mb", "64", *flags) == (
+        dataset_bytes(EXPECTED / "shop"))
+
+
 def test_progress_lines_name_each_phase_with_its_duration(tmp_path, capsys):
     log = write_csv(tmp_path / "events.csv", generated_events())
     code, out, _ = run_main(["--input", str(log), "--output", str(tmp_path / "shop")], capsys)
