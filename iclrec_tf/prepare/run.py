@@ -88,7 +88,8 @@ def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb"
     names = logs.check_files(paths, log_format)
     output = pathlib.Path(output)
     with staged(output) as staging:
-        memory_mb = memory_mb or DEFAULT_MEMORY_MB[engine]
+        if memory_mb is None:
+            memory_mb = DEFAULT_MEMORY_MB[engine]
         sql = open_engine(engine, staging / WORK_DIR, memory_mb, threads, master)
         try:
             stats = _prepare(sql, paths, names, log_format, staging, output.name,
@@ -125,7 +126,7 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item,
     records = sql.rows(query.count("kcore_0"))[0][0]
     removed = {"duplicates": input_records - records, "min_user": 0, "min_item": 0}
     phase(f"Dropped {removed['duplicates']} exact duplicates", start)
-    users = items = None
+    user_table = item_table = None  # the codes kept so far (None: every code)
     rounds = 0
     while True:
         rounds += 1
@@ -133,14 +134,14 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item,
         # Each half filters by the other kind alone: a user (or item) dropped before
         # has fewer records now, among fewer items (users), and stays out.
         sql.materialize(f"users_{rounds}", query.enough(
-            "user_code", query.kept_records("kcore_0", items=items), min_user))
+            "user_code", query.kept_records("kcore_0", items=item_table), min_user))
         kept_users = sql.rows(query.total(f"users_{rounds}"))[0][0]
         sql.materialize(f"items_{rounds}", query.enough(
             "item_code", query.kept_records("kcore_0", users=f"users_{rounds}"), min_item))
         kept = sql.rows(query.total(f"items_{rounds}"))[0][0]
-        for table in filter(None, (users, items)):
+        for table in filter(None, (user_table, item_table)):
             sql.drop(table)
-        users, items = f"users_{rounds}", f"items_{rounds}"
+        user_table, item_table = f"users_{rounds}", f"items_{rounds}"
         by_user, by_item = records - kept_users, kept_users - kept
         removed["min_user"] += by_user
         removed["min_item"] += by_item
@@ -154,10 +155,10 @@ def _prepare(sql, paths, names, log_format, staging, name, min_user, min_item,
                         "each: nothing left after filtering; lower --min-user or --min-item")
 
     start = time.perf_counter()
-    kept_records = f"({query.kept_records('kcore_0', users, items)})"
-    sql.materialize("user_numbers", query.user_numbers(kept_records))
-    sql.materialize("numbered", query.numbered(kept_records))
-    for table in ("kcore_0", users, items):
+    kept_select = f"({query.kept_records('kcore_0', user_table, item_table)})"
+    sql.materialize("user_numbers", query.user_numbers(kept_select))
+    sql.materialize("numbered", query.numbered(kept_select))
+    for table in ("kcore_0", user_table, item_table):
         sql.drop(table)
     sql.materialize("item_numbers", query.item_numbers(dialect))
     users, interactions, shortest, longest, mean, median = sql.rows(
