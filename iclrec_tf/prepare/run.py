@@ -88,8 +88,7 @@ def prepare(pattern, log_format, output, min_user=5, min_item=5, engine="duckdb"
     names = logs.check_files(paths, log_format)
     output = pathlib.Path(output)
     with staged(output) as staging:
-        if memory_mb is None:
-            memory_mb = DEFAULT_MEMORY_MB[engine]
+        memory_mb = memory_mb or DEFAULT_MEMORY_MB[engine]
         sql = open_engine(engine, staging / WORK_DIR, memory_mb, threads, master)
         try:
             stats = _prepare(sql, paths, names, log_format, staging, output.name,
